@@ -1,0 +1,19 @@
+# CoCLR: videos -> frames -> TV-L1 flow -> InfoNCE init -> CoCLR cycles -> evaluation.
+# `snakemake --cores 4` builds every result of the configured dataset (default: the
+# embedded synthetic one); `snakemake --cores 4 results/ucf101/linear_probe.json`
+# one result of another dataset. Stages live in workflow/rules/, one file each.
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/flow.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/cotrain.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_results(config["dataset"]),

@@ -1,0 +1,46 @@
+"""``python -m coclr <command>``: one thin entry point per pipeline stage.
+
+Each command lives in its own module, which provides ``add_arguments(parser)``
+and ``run(args)``. Modules are imported only when their command runs, so a
+cheap command (``ingest``) does not pay for importing torch.
+"""
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
+    "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
+    "frames": ("coclr.frames", "decode videos into JPEG frames stored in HDF5 shards"),
+    "flow": ("coclr.flow.shards", "estimate TV-L1 optical flow for one frame shard"),
+    "pretrain": ("coclr.pretrain", "InfoNCE or UberNCE pretraining of one view"),
+    "cotrain": ("coclr.cotrain", "one CoCLR stage: train one view with positives mined by the other"),
+    "import-weights": ("coclr.weights", "convert a checkpoint in the authors' layout"),
+    "features": ("coclr.evaluation.features", "extract per-video backbone features"),
+    "linear-probe": ("coclr.evaluation.linear_probe", "linear classification on frozen features"),
+    "retrieval": ("coclr.evaluation.retrieval", "nearest-neighbour video retrieval"),
+    "finetune": ("coclr.evaluation.finetune", "fine-tune the whole network"),
+    "ablation": ("coclr.evaluation.ablation", "collect the results into the ablation table"),
+    "report-figures": ("coclr.report", "figures for the Snakemake report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m coclr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints usage or the unknown-command error
+        return
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"python -m coclr {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    module.run(parser.parse_args(rest))

@@ -1,0 +1,114 @@
+"""Clip datasets over the frame and flow shards.
+
+Training draws two random windows of T frames from one video (they may overlap)
+and augments each independently; RGB and flow of one window share frames, crop
+and flip. Evaluation walks dense windows over the whole video.
+
+Flow i lies between frames i and i+1, so a video of N frames has N - 1 flow
+fields and a window starting at frame s uses flow fields s .. s + (T-1)*stride.
+"""
+
+import random
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from coclr.augment import ClipAugment
+
+
+def usable_videos(manifest: pd.DataFrame, split, stores) -> pd.DataFrame:
+    """Rows of ``split`` whose frames (and flow) exist: failed decodes are left out."""
+    rows = manifest[manifest["split"] == split]
+    present = rows["video_id"].map(lambda v: all(v in store for store in stores))
+    return rows[present].reset_index(drop=True)
+
+
+def window_indices(start, frames, stride, length):
+    """Frame indices of a window; short videos repeat their last frame."""
+    return np.minimum(start + stride * np.arange(frames), length - 1)
+
+
+def group_ids(groups: pd.Series) -> torch.Tensor:
+    """Source groups as integers (the queue stores ids, not strings)."""
+    return torch.as_tensor(pd.factorize(groups)[0], dtype=torch.long)
+
+
+class ClipReader:
+    """Reads the RGB and/or flow of one window of one video."""
+
+    def __init__(self, frames=None, flow=None):
+        self.frames, self.flow = frames, flow
+
+    def length(self, video_id) -> int:
+        """Frames a window may start in: the flow fields bound it when flow is read."""
+        if self.flow is not None:
+            return self.flow.num_frames(video_id)
+        return self.frames.num_frames(video_id)
+
+    def read(self, video_id, indices):
+        out = {}
+        if self.frames is not None:
+            out["rgb"] = self.frames.read_indices(video_id, indices)
+        if self.flow is not None:
+            out["flow"] = self.flow.read_indices(video_id, indices)
+        return out
+
+
+class TwoClipDataset(Dataset):
+    """Two augmented windows of each video: the query and key of contrastive learning."""
+
+    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
+        self.videos, self.reader = videos, reader
+        self.frames, self.stride = clip["frames"], clip.get("stride", 1)
+        self.groups = group_ids(videos["group"])
+        self.augment = ClipAugment(clip["size"], clip.get("crop_area", (0.2, 1.0)), flow_channels,
+                                   clip.get("flip_negates_flow_x", True), train=True)
+
+    def __len__(self):
+        return len(self.videos)
+
+    def _window(self, video_id, length):
+        span = (self.frames - 1) * self.stride + 1
+        start = random.randint(0, max(length - span, 0))
+        return self.augment(**self.reader.read(video_id, window_indices(start, self.frames, self.stride, length)))
+
+    def __getitem__(self, index):
+        row = self.videos.iloc[index]
+        length = self.reader.length(row.video_id)
+        return {
+            "query": self._window(row.video_id, length),
+            "key": self._window(row.video_id, length),
+            "label": int(row.label),
+            "group": self.groups[index],
+            "index": index,
+        }
+
+
+class DenseClipDataset(Dataset):
+    """Every window (stride ``eval_stride``) of every video, centre-cropped, for evaluation.
+
+    Items carry the video's position so window outputs can be averaged per video.
+    """
+
+    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
+        self.videos, self.reader = videos, reader
+        self.frames, self.stride = clip["frames"], clip.get("stride", 1)
+        self.augment = ClipAugment(clip["size"], flow_channels=flow_channels, train=False)
+        span = (self.frames - 1) * self.stride + 1
+        step = clip.get("eval_stride", max(self.frames // 2, 1))
+        self.windows = []
+        for position, video_id in enumerate(videos["video_id"]):
+            length = reader.length(video_id)
+            starts = range(0, max(length - span, 0) + 1, step)
+            self.windows += [(position, start, length) for start in starts]
+
+    def __len__(self):
+        return len(self.windows)
+
+    def __getitem__(self, index):
+        position, start, length = self.windows[index]
+        video_id = self.videos["video_id"].iloc[position]
+        clip = self.augment(**self.reader.read(video_id, window_indices(start, self.frames, self.stride, length)))
+        return {**clip, "video": position}

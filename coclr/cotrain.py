@@ -1,0 +1,81 @@
+"""``python -m coclr cotrain``: one CoCLR stage.
+
+View A (``--view``) trains from its latest weights (``--init``); the other view's
+network (``--miner``) is frozen and only mines positives: it embeds the other
+view of each key clip, and the queue entries whose stored other-view embeddings
+are its top-k neighbours become positives for A (MIL-NCE loss). The optimiser
+waits until the queue holds only real keys, as in the reference.
+"""
+
+import math
+
+import torch
+
+from coclr import stages
+from coclr.losses import mil_nce
+from coclr.mining import mine_positives, purity
+from coclr.models import encoder_state, load_encoder, load_model
+from coclr.trainer import StepResult
+
+
+def add_arguments(parser) -> None:
+    stages.add_arguments(parser)
+    parser.add_argument("--init", required=True, help="latest checkpoint of the trained view")
+    parser.add_argument("--miner", required=True, help="latest checkpoint of the other view (frozen)")
+
+
+def other(view) -> str:
+    return "flow" if view == "rgb" else "rgb"
+
+
+def load_miner(path, view, device):
+    """The other view's query encoder, frozen: eval mode, no gradients, never updated."""
+    checkpoint = load_model(path)
+    if checkpoint["view"] != view:
+        raise ValueError(f"--miner {path} is a {checkpoint['view']} model; this stage mines with {view}")
+    return load_encoder(checkpoint).to(device).eval().requires_grad_(False)
+
+
+def init_encoders(model, path, view) -> None:
+    """Query and key encoders from the view's latest weights; the queue starts empty."""
+    checkpoint = load_model(path)
+    if checkpoint["view"] != view:
+        raise ValueError(f"--init {path} is a {checkpoint['view']} model; this stage trains {view}")
+    state = encoder_state(checkpoint["state_dict"])
+    model.encoder_q.load_state_dict(state)
+    model.encoder_k.load_state_dict(state)
+
+
+def cotrain_step(model, miner, view, settings, device, generator):
+    moco = getattr(model, "module", model)
+    mined_view = other(view)
+
+    def step(batch):
+        batch = stages.to_device(batch, device)
+        with torch.no_grad():
+            second = miner(batch["key"][mined_view]).float()
+        out = model(batch["query"][view], batch["key"][view])
+        mined = mine_positives(second, moco.queue_second, batch["group"], moco.queue_group,
+                               topk=settings["topk"], drop_self=settings["self_drop"],
+                               valid=moco.queue_valid(), generator=generator)
+        update = moco.queue_full  # decided before this step's keys are enqueued
+        value = mil_nce(out.logits, mined.positives)
+        stats = {"instance_acc": (out.logits.argmax(1) == 0).float().mean().item(),
+                 "mining_purity": purity(mined.indices, batch["label"], moco.queue_label) if update else math.nan}
+        moco.enqueue(out.k, batch["label"], batch["group"], second)
+        return StepResult(value, stats, update)
+
+    return step
+
+
+def run(args) -> None:
+    ctx = stages.prepare(args, views=["rgb", "flow"])
+    data, sampler = stages.loader(ctx)
+    miner = load_miner(args.miner, other(args.view), ctx.device)
+    model = stages.build_moco(args.view, ctx.settings, ctx.device, second_dim=miner.dim)
+    init_encoders(model, args.init, args.view)
+    trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"])
+    generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
+    step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator)
+    history = trainer.fit(data, step, sampler)
+    stages.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})

@@ -1,0 +1,120 @@
+"""Reading frames and flow back from the HDF5 shards.
+
+Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.shards`):
+one HDF5 dataset per video at ``videos/<video_id>`` (``video_id`` is the path
+relative to the dataset root without extension, e.g. ``Class/v_Class_g08_c01``),
+one variable-length uint8 element per frame (encoded bytes); the root
+attribute ``failures`` lists the videos that could not be decoded.
+
+:class:`ShardStore` opens files lazily, once per process, so that every
+DataLoader worker gets its own handles and no item reopens a file.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import torch
+
+VIDEOS = "videos"
+
+
+def shard_failures(h5file) -> list:
+    """The failure list recorded in an open shard (``[{"video", "error"}]``)."""
+    return json.loads(h5file.attrs.get("failures", "[]"))
+
+
+def list_videos(h5file) -> list:
+    """Every video id stored in an open shard (nested groups flattened)."""
+    found = []
+    if VIDEOS in h5file:
+        h5file[VIDEOS].visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(found)
+
+
+def encode_jpegs(frames: np.ndarray, quality: int) -> list:
+    """RGB uint8 frames (T, H, W, 3) -> list of JPEG byte arrays."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    encoded = []
+    for frame in frames:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        encoded.append(buf.reshape(-1))
+    return encoded
+
+
+def decode_jpegs(encoded) -> np.ndarray:
+    """List of JPEG byte arrays -> RGB uint8 frames (T, H, W, 3)."""
+    frames = [cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_COLOR) for buf in encoded]
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
+
+
+class ShardStore:
+    """All videos of a set of shards, addressed by video id.
+
+    The index (video id -> shard file) is built once when the store is created;
+    file handles are opened on first use in each process and kept open.
+    """
+
+    def __init__(self, shard_paths, decode=None):
+        self.paths = [str(p) for p in shard_paths]
+        self.decode = decode_jpegs if decode is None else decode
+        self.index = {}
+        for i, path in enumerate(self.paths):
+            if not Path(path).exists():
+                raise FileNotFoundError(f"shard {path} does not exist: run the frames/flow stage for it first")
+            with h5py.File(path, "r") as f:
+                for video_id in list_videos(f):
+                    self.index[video_id] = i
+        self._handles = {}
+        self._pid = None
+
+    def __contains__(self, video_id) -> bool:
+        return video_id in self.index
+
+    def __getstate__(self):
+        # Handles never travel to DataLoader workers: each opens its own.
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = {}, None
+        return state
+
+    def _dataset(self, video_id):
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
+        i = self.index[video_id]
+        if i not in self._handles:
+            self._handles[i] = h5py.File(self.paths[i], "r")
+        return self._handles[i][VIDEOS][video_id]
+
+    def num_frames(self, video_id) -> int:
+        return len(self._dataset(video_id))
+
+    def read(self, video_id, start=0, stop=None):
+        """Frames ``start:stop`` of one video, decoded (a torch tensor)."""
+        dataset = self._dataset(video_id)
+        stop = len(dataset) if stop is None else stop
+        if not 0 <= start < stop <= len(dataset):
+            raise IndexError(f"frames {start}:{stop} out of range for {video_id} ({len(dataset)} frames)")
+        return torch.from_numpy(np.ascontiguousarray(self.decode(dataset[start:stop])))
+
+    def read_indices(self, video_id, indices):
+        """Arbitrary frames of one video (e.g. a strided window), in the given order."""
+        indices = np.asarray(indices)
+        lo, hi = int(indices.min()), int(indices.max()) + 1
+        return self.read(video_id, lo, hi)[torch.from_numpy(indices - lo)]
+
+
+def frame_store(shard_paths) -> ShardStore:
+    """RGB frames: uint8 tensors (T, H, W, 3)."""
+    return ShardStore(shard_paths)
+
+
+def flow_store(shard_paths) -> ShardStore:
+    """Optical flow: float32 tensors (T, H, W, 2) in pixels, flow i between frames i and i+1."""
+    from coclr.flow.shards import decode_flow
+
+    return ShardStore(shard_paths, decode=decode_flow)

@@ -1,0 +1,52 @@
+"""One process or many: the same training code under `python` and `torchrun`.
+
+``torchrun`` sets RANK / WORLD_SIZE / LOCAL_RANK; we then join a process group
+(NCCL on GPUs, gloo on CPUs). Without them everything runs in one process.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup(device_kind=None):
+    """Join the process group if launched by torchrun; return (rank, world, device)."""
+    use_cuda = torch.cuda.is_available() if device_kind is None else device_kind == "cuda"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def mean_over_processes(value: float) -> float:
+    """Average of a scalar over all processes (logs report the global figure)."""
+    if not dist.is_initialized():
+        return value
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item() / dist.get_world_size()
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

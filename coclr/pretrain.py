@@ -1,0 +1,40 @@
+"""``python -m coclr pretrain``: InfoNCE (instance discrimination) or UberNCE (label oracle).
+
+InfoNCE initialises both views before CoCLR; UberNCE, whose positives are all
+queued clips of the same class, is the supervised upper bound of the ablation.
+"""
+
+from coclr import stages
+from coclr.losses import info_nce, label_positives, uber_nce
+from coclr.trainer import StepResult
+
+
+def add_arguments(parser) -> None:
+    stages.add_arguments(parser)
+    parser.add_argument("--loss", choices=["infonce", "ubernce"], default="infonce")
+
+
+def contrastive_step(model, view, loss, device):
+    moco = getattr(model, "module", model)
+
+    def step(batch):
+        batch = stages.to_device(batch, device)
+        out = model(batch["query"][view], batch["key"][view])
+        if loss == "ubernce":
+            value = uber_nce(out.logits, label_positives(batch["label"], moco.queue_label))
+        else:
+            value = info_nce(out.logits)
+        accuracy = (out.logits.argmax(1) == 0).float().mean().item()
+        moco.enqueue(out.k, batch["label"], batch["group"])
+        return StepResult(value, {"instance_acc": accuracy})
+
+    return step
+
+
+def run(args) -> None:
+    ctx = stages.prepare(args, views=[args.view])
+    data, sampler = stages.loader(ctx)
+    model = stages.build_moco(args.view, ctx.settings, ctx.device)
+    trainer = stages.trainer(ctx, model, args, ctx.settings[args.loss])
+    history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device), sampler)
+    stages.export(ctx, model, args, trainer, history, {"loss": args.loss})

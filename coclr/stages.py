@@ -1,0 +1,112 @@
+"""Plumbing shared by the training entry points (``pretrain`` and ``cotrain``).
+
+Arguments, data, the MoCo model and the final export are the same for every
+stage; only the loss step differs, and that lives in the stage's own module.
+"""
+
+import random
+import sys
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from coclr import distributed
+from coclr.clips import ClipReader, TwoClipDataset, usable_videos
+from coclr.config import add_settings_arguments, settings_from_args
+from coclr.data import flow_store, frame_store
+from coclr.models import save_model
+from coclr.moco import MoCo
+from coclr.trainer import Trainer
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--view", choices=["rgb", "flow"], required=True)
+    parser.add_argument("--manifest", required=True, help="manifest CSV (coclr ingest)")
+    parser.add_argument("--frames", nargs="+", required=True, help="frame shards")
+    parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
+    parser.add_argument("--run-dir", required=True, help="resumable state and logs (kept across failures)")
+    parser.add_argument("--out", required=True, help="final model checkpoint")
+    parser.add_argument("--seed", type=int, default=0)
+    add_settings_arguments(parser)
+
+
+def arch(view, settings) -> dict:
+    model = settings["model"]
+    channels = 3 if view == "rgb" else model.get("flow_channels", 2)
+    return {"in_channels": channels, "width": model["width"], "depth": model["depth"]}
+
+
+def prepare(args, views) -> SimpleNamespace:
+    """Settings, process group, threads, seeds and the training videos of ``views``."""
+    settings = settings_from_args(args)
+    resources = settings.get("resources", {})
+    torch.set_num_threads(resources.get("threads", 1))
+    rank, world, device = distributed.setup()
+    random.seed(args.seed + rank)
+    torch.manual_seed(args.seed + rank)
+    if "flow" in views and not args.flow:
+        sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
+    stores = {"rgb": frame_store(args.frames) if "rgb" in views else None,
+              "flow": flow_store(args.flow) if "flow" in views else None}
+    manifest = pd.read_csv(args.manifest)
+    videos = usable_videos(manifest, "train", [s for s in stores.values() if s is not None])
+    if videos.empty:
+        sys.exit(f"no usable training videos in {args.manifest}: check the frame and flow shards")
+    reader = ClipReader(frames=stores["rgb"], flow=stores["flow"])
+    return SimpleNamespace(settings=settings, rank=rank, world=world, device=device, videos=videos,
+                           reader=reader, start=time.time())
+
+
+def loader(ctx) -> tuple:
+    """DataLoader of query/key clip pairs; under DDP each process sees its share of the videos."""
+    settings = ctx.settings
+    dataset = TwoClipDataset(ctx.videos, ctx.reader, settings["clip"], settings["model"].get("flow_channels", 2))
+    batch = settings["optim"]["batch_size"]
+    if len(dataset) < batch * ctx.world:
+        sys.exit(f"{len(dataset)} training videos are fewer than one batch ({batch} x {ctx.world} processes): "
+                 "lower presets.<preset>.optim.batch_size")
+    sampler = DistributedSampler(dataset, seed=0, drop_last=True) if ctx.world > 1 else None
+    workers = settings.get("resources", {}).get("workers", 0)
+    data = DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                      num_workers=workers, pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)
+    print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
+          f"lr {settings['optim']['lr']}", file=sys.stderr)
+    return data, sampler
+
+
+def build_moco(view, settings, device, second_dim=None) -> MoCo:
+    moco_settings = settings["moco"]
+    model = MoCo(arch(view, settings), dim=moco_settings.get("dim", 128),
+                 queue_size=moco_settings.get("queue_size", 2048), momentum=moco_settings.get("momentum", 0.999),
+                 temperature=moco_settings.get("temperature", 0.07), second_dim=second_dim)
+    return model.to(device)
+
+
+def trainer(ctx, model, args, schedule: dict) -> Trainer:
+    """The resumable trainer of a stage; the model is wrapped in DDP when there are several processes."""
+    wrapped = DistributedDataParallel(model) if ctx.world > 1 else model
+    optim = ctx.settings["optim"]
+    return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule.get("lr_steps", []),
+                   lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device)
+
+
+def to_device(batch, device):
+    """Move a (nested) batch of tensors to ``device``."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if torch.is_tensor(batch) else batch
+
+
+def export(ctx, model, args, trainer, history, extra_meta=None) -> None:
+    """The stage's declared output: the final weights, written once training is complete."""
+    if distributed.is_main():
+        meta = {"epochs": trainer.epoch, "wall_s": time.time() - ctx.start,
+                "final": history[-1] if history else {}, **(extra_meta or {})}
+        save_model(args.out, model.state_dict(), args.view, arch(args.view, ctx.settings), meta)
+    distributed.barrier()
+    distributed.cleanup()

@@ -1,0 +1,133 @@
+"""MoCo: logits, queue bookkeeping, momentum, shuffle-BN, gradients, and 2-process DDP."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from coclr.losses import info_nce
+from coclr.moco import MoCo
+
+ARCH = {"width": 0.125, "depth": 3}
+
+
+def clips(n, seed):
+    return torch.randn(n, 3, 8, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def small_moco(**kwargs):
+    torch.manual_seed(0)
+    return MoCo(ARCH, dim=16, **{"queue_size": 10, **kwargs})
+
+
+def test_logits_are_cosines_over_temperature():
+    model = small_moco()
+    out = model(clips(4, 1), clips(4, 2))
+    assert out.logits.shape == (4, 11)
+    torch.testing.assert_close(out.logits[:, 0], (out.q * out.k).sum(1) / 0.07)
+    torch.testing.assert_close(out.logits[:, 1:], out.q @ model.queue / 0.07)
+    torch.testing.assert_close(out.k.norm(dim=1), torch.ones(4))
+
+
+def test_enqueue_wraps_around_and_keeps_metadata():
+    model = small_moco(second_dim=3)
+    assert not model.queue_full and not model.queue_valid().any()
+    for step in range(3):
+        keys = torch.full((4, 16), float(step))
+        model.enqueue(keys, label=torch.arange(4) + 10 * step, group=torch.full((4,), step), second=torch.ones(4, 3) * step)
+        assert int(model.queue_filled) == min(4 * (step + 1), 10)
+    assert model.queue_full and model.queue_valid().all()
+    assert int(model.queue_ptr) == 2
+    assert model.queue[0].tolist() == [2, 2, 1, 1, 1, 1, 0, 0, 2, 2]
+    assert model.queue_label.tolist() == [22, 23, 14, 15, 16, 17, 2, 3, 20, 21]
+    assert model.queue_group.tolist() == [2, 2, 1, 1, 1, 1, 0, 0, 2, 2]
+    assert model.queue_second[:, 9].tolist() == [2, 2, 2]
+    model.enqueue(torch.zeros(2, 16))  # without metadata: unknown label and group
+    assert model.queue_label[2:4].tolist() == [-1, -1] and model.queue_group[2:4].tolist() == [-1, -1]
+    with pytest.raises(ValueError):
+        model.enqueue(torch.zeros(11, 16))
+
+
+def test_momentum_update():
+    model = small_moco(momentum=0.9)
+    with torch.no_grad():
+        for p in model.encoder_q.parameters():
+            p.add_(1.0)
+    before_q = [p.clone() for p in model.encoder_q.parameters()]
+    before_k = [p.clone() for p in model.encoder_k.parameters()]
+    model(clips(4, 1), clips(4, 2))
+    for q, k_old, k_new in zip(before_q, before_k, model.encoder_k.parameters()):
+        torch.testing.assert_close(k_new, 0.9 * k_old + 0.1 * q)
+
+
+@pytest.mark.parametrize("splits", [1, 2, 4])
+def test_shuffle_bn_keys_equal_plain_keys_in_eval_mode(splits):
+    model = small_moco(bn_splits=splits).eval()
+    x = clips(8, 3)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        shuffled = model._shuffled_keys(x)
+        plain = model.encoder_k(x)
+    torch.testing.assert_close(shuffled, plain, atol=1e-6, rtol=1e-5)
+
+
+def test_split_bn_normalises_chunks_separately_in_train_mode():
+    model = small_moco(bn_splits=2)
+    x = clips(8, 3)
+    with torch.no_grad():
+        assert not torch.allclose(model._split_bn(model.encoder_q, x), model.encoder_q(x), atol=1e-4)
+
+
+def test_gradients_reach_only_the_query_encoder():
+    model = small_moco()
+    info_nce(model(clips(4, 1), clips(4, 2)).logits).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder_q.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in model.encoder_k.parameters())
+    assert model.queue.grad is None
+
+
+def test_state_dict_names_match_reference():
+    names = set(small_moco().state_dict())
+    assert {"queue", "queue_ptr", "queue_label", "queue_group", "queue_second", "queue_filled"} <= names
+    assert "encoder_q.0.Mixed_3b.branch1.1.conv1.weight" in names and "encoder_k.4.bias" in names
+
+
+def ddp_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    model = DistributedDataParallel(small_moco(queue_size=16))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        x = clips(4, seed=100 * rank + step)
+        out = model(x, x.flip(-1))
+        loss = info_nce(out.logits)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        label = 100 * rank + 10 * step + torch.arange(4)
+        model.module.enqueue(out.k, label=label, group=torch.full((4,), rank))
+    torch.save({k: v for k, v in model.module.state_dict().items() if k.startswith("queue")}, f"{out_dir}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_share_one_queue(tmp_path):
+    mp.spawn(ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    queues = [torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in range(2)]
+    for key in queues[0]:
+        torch.testing.assert_close(queues[0][key], queues[1][key])
+    q = queues[0]
+    assert int(q["queue_filled"]) == 16 and int(q["queue_ptr"]) == 0
+    assert sorted(q["queue_label"].tolist()) == [0, 1, 2, 3, 10, 11, 12, 13, 100, 101, 102, 103, 110, 111, 112, 113]
+    assert q["queue_group"].tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
+    torch.testing.assert_close(q["queue"].norm(dim=0), torch.ones(16))

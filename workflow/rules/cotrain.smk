@@ -1,0 +1,37 @@
+# CoCLR cycles: each cycle trains RGB (positives mined by flow), then flow (mined by RGB).
+# Every stage is its own job, so `snakemake -n` shows the alternation and a single
+# stage can be rerun with `--forcerun models/<dataset>/coclr_c1_rgb.pt`.
+
+
+def stage_inputs(wildcards):
+    """A stage starts from its view's latest weights and mines with the other view's latest."""
+    cycle, view = int(wildcards.cycle), wildcards.view
+    other = "flow" if view == "rgb" else "rgb"
+    miner_cycle = cycle - 1 if view == "rgb" else cycle  # flow stages follow the RGB stage of their cycle
+    return {
+        "init": latest_model(wildcards.dataset, view, cycle - 1),
+        "miner": latest_model(wildcards.dataset, other, miner_cycle),
+    }
+
+
+rule cotrain:
+    input:
+        unpack(stage_inputs),
+        manifest="data/{dataset}/manifest.csv",
+        frames=frame_shards,
+        flow=flow_shards,
+    output:
+        "models/{dataset}/coclr_c{cycle}_{view}.pt",
+    params:
+        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", "cotrain"),
+        launcher=train_launcher(),
+        run_dir="runs/{dataset}/coclr_c{cycle}_{view}",
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+    log:
+        "logs/{dataset}/coclr_c{cycle}_{view}.log",
+    shell:
+        "{params.launcher} cotrain --view {wildcards.view} --init {input.init} --miner {input.miner} "
+        "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "
+        "--run-dir {params.run_dir} --out {output} --settings '{params.settings}' > {log} 2>&1"

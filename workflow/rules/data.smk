@@ -1,0 +1,69 @@
+# Data: generate the synthetic dataset, build the manifest, extract frames into shards.
+
+
+def generate_args(wildcards):
+    gen = dataset_entry(wildcards.dataset).get("generate", {})
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in gen.items())
+
+
+def split_files(wildcards):
+    """What ingest reads: generated split files for synthetic data, nothing to build otherwise."""
+    entry = dataset_entry(wildcards.dataset)
+    if entry["format"] == "synthetic":
+        return [f"data/{wildcards.dataset}/videos/classInd.txt"]
+    return []
+
+
+def ingest_args(wildcards):
+    entry = dataset_entry(wildcards.dataset)
+    args = [f"--format {entry['format']}", f"--root {video_root(wildcards.dataset)}", f"--split {entry.get('split', 1)}"]
+    if "splits_dir" in entry:
+        args.append(f"--splits-dir {entry['splits_dir']}")
+    if "annotations" in entry:
+        args.append("--annotations " + " ".join(entry["annotations"]))
+    return " ".join(args)
+
+
+rule synthesize:
+    output:
+        classes="data/{dataset}/videos/classInd.txt",
+    params:
+        args=generate_args,
+    threads: 2
+    log:
+        "logs/{dataset}/synthesize.log",
+    shell:
+        "python -m coclr synthesize --out data/{wildcards.dataset}/videos {params.args} --workers {threads} > {log} 2>&1"
+
+
+checkpoint ingest:
+    input:
+        split_files,
+    output:
+        manifest="data/{dataset}/manifest.csv",
+    params:
+        args=ingest_args,
+        per_shard=config["ingest"]["videos_per_shard"],
+    threads: config["ingest"]["workers"]
+    log:
+        "logs/{dataset}/ingest.log",
+    shell:
+        "python -m coclr ingest {params.args} --videos-per-shard {params.per_shard} "
+        "--workers {threads} --out {output.manifest} > {log} 2>&1"
+
+
+rule frames:
+    input:
+        manifest="data/{dataset}/manifest.csv",
+    output:
+        "data/{dataset}/frames/shard_{shard}.h5",
+    params:
+        fps=f"--fps {config['frames']['fps']}" if config["frames"]["fps"] else "",
+        short_side=f"--short-side {config['frames']['short_side']}" if config["frames"]["short_side"] else "",
+        strict="--strict" if config["frames"]["strict"] else "",
+        quality=config["frames"]["jpeg_quality"],
+    log:
+        "logs/{dataset}/frames_{shard}.log",
+    shell:
+        "python -m coclr frames --manifest {input.manifest} --shard {wildcards.shard} --out {output} "
+        "{params.fps} {params.short_side} {params.strict} --jpeg-quality {params.quality} > {log} 2>&1"
