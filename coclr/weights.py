@@ -62,11 +62,12 @@ def run(args) -> None:
 def canonical(state):
     """Rename source keys to this project's names; returns (state, lines of the report)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    out, lines, aliases, renamed = {}, [], 0, dict.fromkeys(RENAMED, 0)
+    out, lines, aliases = {}, [], 0
+    skipped, renamed = dict.fromkeys(SKIPPED, 0), dict.fromkeys(RENAMED, 0)
     for key, value in state.items():
-        skipped = next((why for prefix, why in SKIPPED.items() if key.startswith(prefix)), None)
-        if skipped:
-            lines.append(f"skipped  {key}: {skipped}")
+        prefix = next((prefix for prefix in SKIPPED if key.startswith(prefix)), None)
+        if prefix:
+            skipped[prefix] += 1
             continue
         match = ALIAS_RE.search(key)
         if match and match.group(1) in ALIASES:
@@ -82,6 +83,7 @@ def canonical(state):
             key = RENAMED[old] + key[len(old):]
             renamed[old] += 1
         out[key] = value
+    lines += [f"skipped  {old}* ({n} entries): {SKIPPED[old]}" for old, n in skipped.items() if n]
     lines += [f"renamed  {old}* -> {new}* ({renamed[old]} entries)" for old, new in RENAMED.items() if renamed[old]]
     lines.append(f"dropped  {aliases} blockN.M alias entries (second names of tensors kept under their own names)")
     return out, lines
@@ -132,12 +134,14 @@ def convert(source, view=None, name=""):
             bad.append(f"SHAPE    {key}: source {tuple(state[key].shape)}, model {tuple(value.shape)}")
         else:
             mapped[key] = state[key].to(value.dtype)
-    # Queue buffers the source lacks get their fresh values; a released queue holds real keys.
-    defaults = {k: model.state_dict()[k] for k in absent if k.startswith("queue")}
-    if "queue" in mapped:
-        defaults["queue_filled"] = torch.tensor([mapped["queue"].shape[1]])
+    if "queue" in mapped:  # a released queue holds real keys
+        mapped["queue_filled"] = torch.tensor([mapped["queue"].shape[1]])
+        absent.remove("queue_filled")
+    defaults = {k: model.state_dict()[k] for k in absent if k.startswith("queue")}  # fresh queue metadata
     unknown = sorted(set(state) - set(model.state_dict()))
-    lines.append(f"mapped   {len(mapped)} of {len(model.state_dict())} model entries")
+    lines.insert(0, f"source   {'MoCo' if moco else 'backbone-only'} state dict, {view}, arch {arch}")
+    lines.append(f"mapped   {len(mapped)} of {len(model.state_dict())} model entries"
+                 + (" (queue_filled set: the queue holds real keys)" if "queue" in mapped else ""))
     lines += [f"default  {k} (not in source, fresh value)" for k in defaults]
     lines += [f"absent   {k}" for k in absent if k not in defaults]
     lines += bad + [f"UNKNOWN  {k} {tuple(state[k].shape)}" for k in unknown]

@@ -16,7 +16,7 @@ ARCH = {"width": 0.125, "depth": 3}
 
 
 def clips(n, seed):
-    return torch.randn(n, 3, 8, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(n, 3, 4, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
 def small_moco(**kwargs):
@@ -42,9 +42,9 @@ def test_enqueue_wraps_around_and_keeps_metadata():
         assert int(model.queue_filled) == min(4 * (step + 1), 10)
     assert model.queue_full and model.queue_valid().all()
     assert int(model.queue_ptr) == 2
-    assert model.queue[0].tolist() == [2, 2, 1, 1, 1, 1, 0, 0, 2, 2]
-    assert model.queue_label.tolist() == [22, 23, 14, 15, 16, 17, 2, 3, 20, 21]
-    assert model.queue_group.tolist() == [2, 2, 1, 1, 1, 1, 0, 0, 2, 2]
+    assert model.queue[0].tolist() == [2, 2, 0, 0, 1, 1, 1, 1, 2, 2]
+    assert model.queue_label.tolist() == [22, 23, 2, 3, 10, 11, 12, 13, 20, 21]
+    assert model.queue_group.tolist() == [2, 2, 0, 0, 1, 1, 1, 1, 2, 2]
     assert model.queue_second[:, 9].tolist() == [2, 2, 2]
     model.enqueue(torch.zeros(2, 16))  # without metadata: unknown label and group
     assert model.queue_label[2:4].tolist() == [-1, -1] and model.queue_group[2:4].tolist() == [-1, -1]

@@ -7,6 +7,7 @@
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,11 @@ def device() -> torch.device:
 def file_record(path) -> dict:
     """Path and content hash: every number can be traced to the file it came from."""
     return {"path": str(path), "sha256": sha256(path)}
+
+
+def method_name(checkpoint, view) -> str:
+    """Row name of a model file: ``models/ucf101/coclr_c2_rgb.pt`` -> ``coclr_c2``."""
+    return Path(checkpoint).stem.removesuffix(f"_{view}")
 
 
 # -- videos and clips --------------------------------------------------------------------

@@ -1,5 +1,6 @@
 # Shared helpers: config validation, paths, and the settings each entry point receives.
 import json
+import shlex
 
 import pandas as pd
 

@@ -1,5 +1,8 @@
 # Data: generate the synthetic dataset, build the manifest, extract frames into shards.
 
+SYNTHETIC_SPLITS = "data/{dataset}/videos/{name}"
+SPLIT_NAMES = ["classInd.txt", "trainlist01.txt", "testlist01.txt"]
+
 
 def generate_args(wildcards):
     gen = dataset_entry(wildcards.dataset).get("generate", {})
@@ -10,23 +13,26 @@ def split_files(wildcards):
     """What ingest reads: generated split files for synthetic data, nothing to build otherwise."""
     entry = dataset_entry(wildcards.dataset)
     if entry["format"] == "synthetic":
-        return [f"data/{wildcards.dataset}/videos/classInd.txt"]
+        return expand(SYNTHETIC_SPLITS, dataset=wildcards.dataset, name=SPLIT_NAMES)
     return []
 
 
 def ingest_args(wildcards):
     entry = dataset_entry(wildcards.dataset)
-    args = [f"--format {entry['format']}", f"--root {video_root(wildcards.dataset)}", f"--split {entry.get('split', 1)}"]
+    args = ["--format", entry["format"], "--root", video_root(wildcards.dataset), "--split", entry.get("split", 1)]
     if "splits_dir" in entry:
-        args.append(f"--splits-dir {entry['splits_dir']}")
+        args += ["--splits-dir", entry["splits_dir"]]
     if "annotations" in entry:
-        args.append("--annotations " + " ".join(entry["annotations"]))
-    return " ".join(args)
+        args += ["--annotations", *entry["annotations"]]
+    if "pattern" in entry:
+        args += ["--k400-pattern", entry["pattern"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
 
 
 rule synthesize:
     output:
-        classes="data/{dataset}/videos/classInd.txt",
+        # The split files are written last: their presence means the generation finished.
+        expand(SYNTHETIC_SPLITS, dataset="{dataset}", name=SPLIT_NAMES),
     params:
         args=generate_args,
     threads: 2

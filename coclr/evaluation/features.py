@@ -1,0 +1,93 @@
+"""``python -m coclr features``: one backbone feature per video, reused by probe, retrieval and plots.
+
+The frozen backbone (eval mode: batch norm uses its running statistics) sees
+dense windows of T frames (stride ``clip.eval_stride``, about T/2) over each
+whole video, centre-cropped (or ten crops); the pooled outputs, taken before
+the projection head, are averaged per video. ``--random`` builds the same
+architecture randomly initialised (seeded): the "random init" row.
+
+The output loads with ``torch.load(path, weights_only=True)``: a dict with
+``train`` and ``test`` entries (``features`` (N, D), ``labels`` (N,),
+``video_ids``, ``groups``, ``windows``), plus ``method``, ``view``,
+``checkpoint`` (path, sha256, meta; None for random init), ``arch`` and
+``settings``.
+"""
+
+import time
+
+import torch
+
+from coclr.config import add_settings_arguments, settings_from_args
+from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos, file_record,
+                                     method_name, per_video_mean)
+from coclr.io import atomic_path
+from coclr.models import VIEWS, build_backbone, load_backbone, load_model
+from coclr.stages import arch as settings_arch
+
+FORMAT = "coclr-features/1"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--view", choices=VIEWS, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="model checkpoint (coclr-model/1)")
+    source.add_argument("--random", action="store_true", help="randomly initialised backbone of the configured arch")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation seed of --random")
+    parser.add_argument("--method", help="row name in the results (default: random, or the checkpoint's file name)")
+    add_video_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--out", required=True, help="features file to write (.pt)")
+    add_settings_arguments(parser)
+
+
+def backbone(args, settings):
+    """(backbone, arch, checkpoint record or None) of the model to evaluate."""
+    if args.random:
+        torch.manual_seed(args.seed)
+        arch = settings_arch(args.view, settings)
+        return build_backbone(arch), arch, None
+    checkpoint = load_model(args.checkpoint)
+    if checkpoint["view"] != args.view:
+        raise SystemExit(f"{args.checkpoint} is a {checkpoint['view']} model, not {args.view}: check --view")
+    return load_backbone(checkpoint), checkpoint["arch"], {**file_record(args.checkpoint), "meta": checkpoint["meta"]}
+
+
+def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batch_size=16, workers=0) -> dict:
+    """Per-video mean of the pooled backbone output over dense windows, for the rows of ``videos``."""
+    net = net.to(device()).eval()
+    dataset = dense_clips(videos, reader, clip, flow_channels, ten_crop)
+    features = per_video_mean(lambda clips: net(clips).mean(dim=(2, 3, 4)), dataset, view, batch_size, workers)
+    return {"features": features, "labels": torch.as_tensor(videos["label"].to_numpy()),
+            "video_ids": list(videos["video_id"]), "groups": [str(g) for g in videos["group"]],
+            "windows": len(dataset)}
+
+
+def run(args) -> None:
+    settings = settings_from_args(args)
+    resources = settings.get("resources", {})
+    torch.set_num_threads(resources.get("threads", 1))
+    start = time.time()
+    net, arch, checkpoint = backbone(args, settings)
+    manifest, videos, reader = evaluation_videos(args, args.view)
+    result = {
+        "format": FORMAT,
+        "method": args.method or ("random" if args.random else method_name(args.checkpoint, args.view)),
+        "view": args.view, "checkpoint": checkpoint, "arch": arch, "seed": args.seed if args.random else None,
+        "settings": settings, "ten_crop": args.ten_crop, "num_classes": int(manifest["label"].max()) + 1,
+    }
+    for split in SPLITS:
+        result[split] = extract(net, videos[split], reader, settings["clip"], args.view, arch["in_channels"],
+                                args.ten_crop, args.batch_size, resources.get("workers", 0))
+    result["wall_s"] = time.time() - start
+    with atomic_path(args.out) as tmp:
+        torch.save(result, tmp)
+    print(f"{result['method']} {args.view}: {len(result['train']['video_ids'])} train and "
+          f"{len(result['test']['video_ids'])} test videos, {result['train']['features'].shape[1]}-d, "
+          f"{result['wall_s']:.0f} s -> {args.out}")
+
+
+def load_features(path) -> dict:
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if data.get("format") != FORMAT:
+        raise SystemExit(f"{path} is not a features file ({FORMAT}): build it with `python -m coclr features`")
+    return data

@@ -1,0 +1,139 @@
+"""``python -m coclr finetune``: the whole network trained for classification.
+
+Backbone from the checkpoint -> global average pool -> dropout (0.9) -> linear
+classifier; Adam with the backbone at a tenth of the head's learning rate
+(weight decay: ``optim.weight_decay``). Each epoch draws one augmented window
+per training video (the pretraining augmentations).
+
+The epoch is chosen by video-level top-1 on held-out training videos (the
+split of the linear probe): the weights of the best epoch are kept. Unlike the
+probe, the network is not retrained on the whole training split at that epoch
+count: it would double the cost of the most expensive evaluation. Test: dense
+windows, centre crop (or ten crops), class probabilities averaged per video.
+``--fuse`` averages an RGB and a flow model's test probabilities (two-stream).
+"""
+
+import copy
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from coclr.clips import TwoClipDataset
+from coclr.config import add_settings_arguments, settings_from_args
+from coclr.evaluation.common import (dense_clips, device, evaluation_videos, file_record,
+                                     fuse_probabilities, holdout_split, method_name, per_video_mean,
+                                     save_probabilities, topk_accuracy)
+from coclr.io import write_json
+from coclr.models import load_backbone, load_model
+
+
+def add_arguments(parser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="model checkpoint (coclr-model/1) whose backbone is fine-tuned")
+    source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
+                        help="two-stream: average the test probabilities written by two fine-tuning runs")
+    parser.add_argument("--method", help="row name in the results (default: the checkpoint's file name)")
+    parser.add_argument("--manifest", help="manifest CSV (coclr ingest)")
+    parser.add_argument("--frames", nargs="+", help="frame shards")
+    parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
+    parser.add_argument("--ten-crop", action="store_true", help="ten crops per test window instead of the centre crop")
+    parser.add_argument("--out", required=True, help="result JSON")
+    parser.add_argument("--probs", help="where to save the test class probabilities (for two-stream)")
+    parser.add_argument("--seed", type=int, default=0)
+    add_settings_arguments(parser)
+
+
+class OneClipDataset(TwoClipDataset):
+    """One augmented window of each video with its label: a classification sample."""
+
+    def __getitem__(self, index):
+        row = self.videos.iloc[index]
+        return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label)}
+
+
+class Classifier(nn.Sequential):
+    """backbone -> pool -> dropout -> linear; ``[0]`` is the backbone, ``[4]`` the head."""
+
+    def __init__(self, backbone, classes, dropout):
+        super().__init__(backbone, nn.AdaptiveAvgPool3d(1), nn.Flatten(1), nn.Dropout(dropout),
+                         nn.Linear(backbone.out_dim, classes))
+
+
+def video_probabilities(model, videos, reader, clip, view, flow_channels, ten_crop=False, batch_size=16, workers=0):
+    """(videos, classes) class probabilities averaged over each video's dense windows."""
+    model.eval()
+    dataset = dense_clips(videos, reader, clip, flow_channels, ten_crop)
+    return per_video_mean(lambda clips: model(clips).softmax(1), dataset, view, batch_size, workers)
+
+
+def fine_tune(model, fit, held, reader, settings, view, flow_channels, workers=0):
+    """Train on the ``fit`` videos; keep the epoch with the best top-1 on ``held``. Returns the per-epoch curve."""
+    tune, clip = settings["finetune"], settings["clip"]
+    run_on = device()
+    lr, weight_decay = tune["lr"], settings.get("optim", {}).get("weight_decay", 0.0)
+    optimiser = torch.optim.Adam([{"params": model[0].parameters(), "lr": lr / 10},
+                                  {"params": model[4].parameters(), "lr": lr}], weight_decay=weight_decay)
+    samples = OneClipDataset(fit, reader, clip, flow_channels)
+    loader = DataLoader(samples, batch_size=tune["batch_size"], shuffle=True, num_workers=workers,
+                        drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
+    autocast = torch.autocast(run_on.type, dtype=torch.bfloat16, enabled=run_on.type == "cuda")
+    curve, best_state = [], None
+    for epoch in range(tune["epochs"]):
+        model.train()
+        for batch in loader:
+            with autocast:
+                loss = F.cross_entropy(model(batch[view].to(run_on)), batch["label"].to(run_on))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        probs = video_probabilities(model, held, reader, clip, view, flow_channels, workers=workers)
+        curve.append(topk_accuracy(probs, held["label"].to_numpy(), ks=(1,))["top1"])
+        if curve[-1] > max(curve[:-1], default=-1.0):
+            best_state = copy.deepcopy(model.state_dict())
+        print(f"epoch {epoch + 1}: loss {loss.item():.3f}, held-out top-1 {curve[-1]:.1f}", flush=True)
+    model.load_state_dict(best_state)
+    return curve
+
+
+def run(args) -> None:
+    if args.fuse:
+        write_json(args.out, fuse_probabilities(*args.fuse, task="finetune"))
+        return
+    if not (args.manifest and args.frames):
+        raise SystemExit("fine-tuning needs --manifest and --frames (and --flow for a flow model)")
+    settings = settings_from_args(args)
+    resources = settings.get("resources", {})
+    torch.set_num_threads(resources.get("threads", 1))
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    start = time.time()
+    checkpoint = load_model(args.checkpoint)
+    view, flow_channels = checkpoint["view"], checkpoint["arch"]["in_channels"]
+    manifest, videos, reader = evaluation_videos(args, view)
+    train, test = videos["train"], videos["test"]
+    classes = int(manifest["label"].max()) + 1
+    model = Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]).to(device())
+    fit, held = holdout_split(train["label"], train["group"], settings["finetune"]["holdout"], args.seed)
+    curve = fine_tune(model, train.iloc[fit.numpy()], train.iloc[held.numpy()], reader, settings, view, flow_channels,
+                      resources.get("workers", 0))
+    probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels, args.ten_crop,
+                                workers=resources.get("workers", 0))
+    best = max(range(len(curve)), key=curve.__getitem__) + 1
+    record = {
+        "task": "finetune", "method": args.method or method_name(args.checkpoint, view), "view": view,
+        "metrics": topk_accuracy(probs, test["label"].to_numpy()),
+        "selection": {"epochs": best, "holdout_top1": curve, "fit_videos": len(fit), "holdout_videos": len(held)},
+        "epochs": best, "trained_epochs": len(curve),
+        "checkpoints": [{**file_record(args.checkpoint), "meta": checkpoint["meta"]}],
+        "settings": {**settings, "seed": args.seed, "ten_crop": args.ten_crop},
+        "train_videos": len(train), "test_videos": len(test), "wall_s": time.time() - start,
+    }
+    if args.probs:
+        save_probabilities(args.probs, probs, test["label"].to_numpy(), list(test["video_id"]), record)
+    write_json(args.out, record)
+    print(f"fine-tune {record['method']} {view}: top-1 {record['metrics']['top1']:.1f} "
+          f"(epoch {best} of {len(curve)}) -> {args.out}")

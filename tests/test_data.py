@@ -1,0 +1,74 @@
+"""The data stage: synthetic round trip, shard reader, corrupt videos, atomic outputs."""
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from coclr.data import decode_jpegs, encode_jpegs, frame_store, shard_failures
+from coclr.frames import extract_shard
+from coclr.io import atomic_path
+from coclr.video import decode
+
+
+def test_frames_read_back_equal_the_decoded_video(tiny_dataset):
+    manifest = pd.read_csv(tiny_dataset["manifest"])
+    store = frame_store(tiny_dataset["frames"])
+    assert len(store.index) == len(manifest)
+    for row in manifest.sample(5, random_state=0).itertuples():
+        decoded = decode(row.path)
+        stored = store.read(row.video_id).numpy()
+        assert stored.shape == decoded.shape == (row.num_frames, row.height, row.width, 3)
+        # Exactly the decoded video after one JPEG round trip at the stored quality.
+        assert (stored == decode_jpegs(encode_jpegs(decoded, 90))).all()
+        assert np.abs(stored.astype(int) - decoded).mean() < 6
+
+
+def test_reader_returns_any_frame_range(tiny_dataset):
+    store = frame_store(tiny_dataset["frames"])
+    video = next(iter(store.index))
+    whole = store.read(video)
+    assert store.read(video, 3, 9).shape[0] == 6
+    assert (store.read(video, 3, 9) == whole[3:9]).all()
+    assert (store.read_indices(video, [8, 2, 5]) == whole[[8, 2, 5]]).all()
+    with pytest.raises(IndexError, match=video):
+        store.read(video, 0, 99)
+
+
+def test_reader_opens_each_shard_once_per_process(tiny_dataset):
+    store = frame_store(tiny_dataset["frames"])
+    for video in list(store.index)[:30]:
+        store.read(video, 0, 2)
+    assert len(store._handles) == len({store.index[v] for v in list(store.index)[:30]})
+
+
+def test_corrupt_video_is_recorded_not_fatal(tiny_dataset, tmp_path):
+    manifest = pd.read_csv(tiny_dataset["manifest"]).head(4).copy()
+    broken = tmp_path / "broken.avi"
+    data = open(manifest.path.iloc[1], "rb").read()
+    broken.write_bytes(data[: len(data) // 3])
+    manifest.loc[1, "path"] = str(broken)
+    summary = extract_shard(manifest, tmp_path / "shard.h5")
+    assert summary["videos"] == 3 and summary["failed"] == 1
+    with h5py.File(tmp_path / "shard.h5") as f:
+        failures = shard_failures(f)
+    assert [f["video"] for f in failures] == [manifest.video_id.iloc[1]]
+    assert manifest.video_id.iloc[1] not in frame_store([tmp_path / "shard.h5"])
+
+
+def test_strict_mode_makes_a_corrupt_video_fatal(tiny_dataset, tmp_path):
+    manifest = pd.read_csv(tiny_dataset["manifest"]).head(2).copy()
+    (tmp_path / "broken.avi").write_bytes(b"not a video")
+    manifest.loc[0, "path"] = str(tmp_path / "broken.avi")
+    with pytest.raises(Exception, match="broken.avi"):
+        extract_shard(manifest, tmp_path / "shard.h5", strict=True)
+    assert not (tmp_path / "shard.h5").exists()  # nothing that looks complete
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
