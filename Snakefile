@@ -3,7 +3,10 @@
 # embedded synthetic one); `snakemake --cores 4 results/ucf101/linear_probe.json`
 # one result of another dataset. Stages live in workflow/rules/, one file each.
 
-configfile: "config.yaml"
+import os
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -56,8 +56,8 @@ class ClipReader:
         return out
 
 
-class TwoClipDataset(Dataset):
-    """Two augmented windows of each video: the query and key of contrastive learning."""
+class ClipDataset(Dataset):
+    """One augmented window of each video with its label: a classification sample (fine-tuning)."""
 
     def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
         self.videos, self.reader = videos, reader
@@ -73,6 +73,14 @@ class TwoClipDataset(Dataset):
         span = (self.frames - 1) * self.stride + 1
         start = random.randint(0, max(length - span, 0))
         return self.augment(**self.reader.read(video_id, window_indices(start, self.frames, self.stride, length)))
+
+    def __getitem__(self, index):
+        row = self.videos.iloc[index]
+        return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label)}
+
+
+class TwoClipDataset(ClipDataset):
+    """Two augmented windows of each video: the query and key of contrastive learning."""
 
     def __getitem__(self, index):
         row = self.videos.iloc[index]

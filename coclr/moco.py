@@ -109,8 +109,9 @@ class MoCo(nn.Module):
             raise ValueError(f"{n} keys per step do not fit a queue of {size}")
         idx = (self.queue_ptr + torch.arange(n, device=k.device)) % size
         self.queue[:, idx] = k.T.to(self.queue.dtype)
-        self.queue_label[idx] = gather(label) if label is not None else -1
-        self.queue_group[idx] = gather(group) if group is not None else -1
-        self.queue_second[:, idx] = gather(second).T.to(self.queue.dtype) if second is not None else 0.0
+        # Metadata may come from the data loader on the CPU; NCCL gathers device tensors only.
+        self.queue_label[idx] = gather(label.to(k.device)) if label is not None else -1
+        self.queue_group[idx] = gather(group.to(k.device)) if group is not None else -1
+        self.queue_second[:, idx] = gather(second.to(k.device)).T.to(self.queue.dtype) if second is not None else 0.0
         self.queue_ptr[0] = (self.queue_ptr[0] + n) % size
         self.queue_filled[0] = min(int(self.queue_filled) + n, size)

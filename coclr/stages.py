@@ -18,7 +18,7 @@ from coclr import distributed
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
-from coclr.models import save_model
+from coclr.models import save_model, view_arch
 from coclr.moco import MoCo
 from coclr.trainer import Trainer
 
@@ -32,12 +32,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="final model checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     add_settings_arguments(parser)
-
-
-def arch(view, settings) -> dict:
-    model = settings["model"]
-    channels = 3 if view == "rgb" else model.get("flow_channels", 2)
-    return {"in_channels": channels, "width": model["width"], "depth": model["depth"]}
 
 
 def prepare(args, views) -> SimpleNamespace:
@@ -81,7 +75,7 @@ def loader(ctx) -> tuple:
 
 def build_moco(view, settings, device, second_dim=None) -> MoCo:
     moco_settings = settings["moco"]
-    model = MoCo(arch(view, settings), dim=moco_settings.get("dim", 128),
+    model = MoCo(view_arch(view, settings["model"]), dim=moco_settings.get("dim", 128),
                  queue_size=moco_settings.get("queue_size", 2048), momentum=moco_settings.get("momentum", 0.999),
                  temperature=moco_settings.get("temperature", 0.07), second_dim=second_dim)
     return model.to(device)
@@ -107,6 +101,6 @@ def export(ctx, model, args, trainer, history, extra_meta=None) -> None:
     if distributed.is_main():
         meta = {"epochs": trainer.epoch, "wall_s": time.time() - ctx.start,
                 "final": history[-1] if history else {}, **(extra_meta or {})}
-        save_model(args.out, model.state_dict(), args.view, arch(args.view, ctx.settings), meta)
+        save_model(args.out, model.state_dict(), args.view, view_arch(args.view, ctx.settings["model"]), meta)
     distributed.barrier()
     distributed.cleanup()

@@ -148,6 +148,8 @@ def convert(source, view=None, name=""):
     report = "\n".join(lines)
     if bad or any(k.startswith(prefix) for k in absent):
         raise ValueError(f"{report}\nnot converted: shape mismatches or backbone weights missing")
-    meta = {k: source[k] for k in META_KEYS if isinstance(source.get(k), (int, float))}
+    # Plain Python numbers only (numpy or tensor scalars would break weights_only loading).
+    meta = {k: torch.as_tensor(source[k]).item() for k in META_KEYS
+            if isinstance(source.get(k), (int, float, torch.Tensor)) and torch.as_tensor(source[k]).numel() == 1}
     meta.update(imported=True, unmapped=unknown, defaults=sorted(defaults), absent=sorted(set(absent) - set(defaults)))
     return {"view": view, "arch": arch, "state_dict": {**mapped, **defaults}, "meta": meta}, report

@@ -10,6 +10,7 @@ batches of tensors, because the dataset is tiny and sits in memory.
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -154,7 +155,9 @@ def evaluate(feats: np.ndarray, data: dict) -> dict:
     test, y = data["test"], data["label"]
     f = feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-8)
     probe = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.01, 0.1, 1, 10], cv=3, max_iter=3000))
-    probe.fit(f[~test], y[~test])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's notices about future defaults
+        probe.fit(f[~test], y[~test])
     acc = probe.score(f[test], y[test])
     q, g = feats[test] - feats[test].mean(0), feats[~test] - feats[~test].mean(0)
     q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-8

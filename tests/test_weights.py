@@ -105,3 +105,16 @@ def test_problems_are_reported(encoder_q):
         convert({"state_dict": state}, view="rgb")
     with pytest.raises(ValueError, match="--view"):
         convert({"state_dict": encoder_q}, name="checkpoint.pth.tar")
+
+
+def test_pickled_objects_are_refused_without_trust(tmp_path, encoder_q):
+    import numpy as np  # a numpy scalar is the likeliest non-tensor object in an old checkpoint
+
+    reference_file(tmp_path / "rgb.pth.tar", moco_state(encoder_q))
+    source = torch.load(tmp_path / "rgb.pth.tar", weights_only=True)
+    source["best_acc"] = np.float64(0.5)
+    torch.save(source, tmp_path / "rgb.pth.tar")
+    with pytest.raises(SystemExit, match="--trust-pickle"):
+        main(["import-weights", str(tmp_path / "rgb.pth.tar"), str(tmp_path / "out.pt")])
+    main(["import-weights", str(tmp_path / "rgb.pth.tar"), str(tmp_path / "out.pt"), "--trust-pickle"])
+    assert type(load_model(tmp_path / "out.pt")["meta"]["best_acc"]) is float  # stored as a plain number

@@ -52,7 +52,7 @@ def collect(runs: list) -> dict:
     """One task's runs keyed by method then view, in the order given."""
     tasks = {run["task"] for run in runs}
     if len(tasks) != 1:
-        raise SystemExit(f"runs of several tasks given together ({', '.join(sorted(tasks))}): collect one task at a time")
+        raise SystemExit(f"runs of several tasks ({', '.join(sorted(tasks))}): collect one task at a time")
     results = {}
     for run in runs:
         results.setdefault(run["method"], {})[run["view"]] = run["metrics"]

@@ -68,7 +68,8 @@ def ten_crop_boxes(height, width):
     """Four corners and the centre, each a square of 7/8 of the short side."""
     side = max(1, round(min(height, width) * TEN_CROP_SIDE))
     corners = [(0, 0), (0, width - side), (height - side, 0), (height - side, width - side)]
-    return [(top, left, side, side) for top, left in corners] + [((height - side) // 2, (width - side) // 2, side, side)]
+    centre = ((height - side) // 2, (width - side) // 2)
+    return [(top, left, side, side) for top, left in [*corners, centre]]
 
 
 class TenCropClips(DenseClipDataset):
@@ -135,6 +136,8 @@ def holdout_split(labels, groups, fraction, seed):
             chosen = members[groups[members] == group]
             held.extend(chosen)
             taken += len(chosen)
+    if not held:
+        raise SystemExit("no training video can be held out for model selection: every class needs two groups")
     held = np.sort(np.asarray(held, dtype=int))
     fit = np.setdiff1d(np.arange(len(labels)), held)
     return torch.as_tensor(fit), torch.as_tensor(held)
@@ -168,6 +171,7 @@ def fuse_probabilities(rgb_path, flow_path, task) -> dict:
         "task": task, "method": rgb["record"]["method"], "view": "two_stream",
         "metrics": topk_accuracy(probs, rgb["labels"]),
         "checkpoints": rgb["record"]["checkpoints"] + flow["record"]["checkpoints"],
-        "inputs": {"rgb": {**file_record(rgb_path), **rgb["record"]}, "flow": {**file_record(flow_path), **flow["record"]}},
+        "inputs": {"rgb": {**file_record(rgb_path), **rgb["record"]},
+                   "flow": {**file_record(flow_path), **flow["record"]}},
         "test_videos": len(probs), "wall_s": time.time() - start,
     }

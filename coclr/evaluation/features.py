@@ -21,8 +21,7 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos, file_record,
                                      method_name, per_video_mean)
 from coclr.io import atomic_path
-from coclr.models import VIEWS, build_backbone, load_backbone, load_model
-from coclr.stages import arch as settings_arch
+from coclr.models import VIEWS, build_backbone, load_backbone, load_model, view_arch
 
 FORMAT = "coclr-features/1"
 
@@ -44,7 +43,7 @@ def backbone(args, settings):
     """(backbone, arch, checkpoint record or None) of the model to evaluate."""
     if args.random:
         torch.manual_seed(args.seed)
-        arch = settings_arch(args.view, settings)
+        arch = view_arch(args.view, settings["model"])
         return build_backbone(arch), arch, None
     checkpoint = load_model(args.checkpoint)
     if checkpoint["view"] != args.view:
@@ -57,7 +56,7 @@ def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batc
     net = net.to(device()).eval()
     dataset = dense_clips(videos, reader, clip, flow_channels, ten_crop)
     features = per_video_mean(lambda clips: net(clips).mean(dim=(2, 3, 4)), dataset, view, batch_size, workers)
-    return {"features": features, "labels": torch.as_tensor(videos["label"].to_numpy()),
+    return {"features": features, "labels": torch.tensor(videos["label"].to_numpy()),
             "video_ids": list(videos["video_id"]), "groups": [str(g) for g in videos["group"]],
             "windows": len(dataset)}
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from coclr.clips import TwoClipDataset
+from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos, file_record,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
@@ -47,14 +47,6 @@ def add_arguments(parser) -> None:
     add_settings_arguments(parser)
 
 
-class OneClipDataset(TwoClipDataset):
-    """One augmented window of each video with its label: a classification sample."""
-
-    def __getitem__(self, index):
-        row = self.videos.iloc[index]
-        return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label)}
-
-
 class Classifier(nn.Sequential):
     """backbone -> pool -> dropout -> linear; ``[0]`` is the backbone, ``[4]`` the head."""
 
@@ -77,7 +69,7 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, workers=0
     lr, weight_decay = tune["lr"], settings.get("optim", {}).get("weight_decay", 0.0)
     optimiser = torch.optim.Adam([{"params": model[0].parameters(), "lr": lr / 10},
                                   {"params": model[4].parameters(), "lr": lr}], weight_decay=weight_decay)
-    samples = OneClipDataset(fit, reader, clip, flow_channels)
+    samples = ClipDataset(fit, reader, clip, flow_channels)
     loader = DataLoader(samples, batch_size=tune["batch_size"], shuffle=True, num_workers=workers,
                         drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
     autocast = torch.autocast(run_on.type, dtype=torch.bfloat16, enabled=run_on.type == "cuda")
@@ -91,7 +83,7 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, workers=0
             loss.backward()
             optimiser.step()
         probs = video_probabilities(model, held, reader, clip, view, flow_channels, workers=workers)
-        curve.append(topk_accuracy(probs, held["label"].to_numpy(), ks=(1,))["top1"])
+        curve.append(topk_accuracy(probs, torch.tensor(held["label"].to_numpy()), ks=(1,))["top1"])
         if curve[-1] > max(curve[:-1], default=-1.0):
             best_state = copy.deepcopy(model.state_dict())
         print(f"epoch {epoch + 1}: loss {loss.item():.3f}, held-out top-1 {curve[-1]:.1f}", flush=True)
@@ -125,7 +117,7 @@ def run(args) -> None:
     best = max(range(len(curve)), key=curve.__getitem__) + 1
     record = {
         "task": "finetune", "method": args.method or method_name(args.checkpoint, view), "view": view,
-        "metrics": topk_accuracy(probs, test["label"].to_numpy()),
+        "metrics": topk_accuracy(probs, torch.tensor(test["label"].to_numpy())),
         "selection": {"epochs": best, "holdout_top1": curve, "fit_videos": len(fit), "holdout_videos": len(held)},
         "epochs": best, "trained_epochs": len(curve),
         "checkpoints": [{**file_record(args.checkpoint), "meta": checkpoint["meta"]}],
@@ -133,7 +125,7 @@ def run(args) -> None:
         "train_videos": len(train), "test_videos": len(test), "wall_s": time.time() - start,
     }
     if args.probs:
-        save_probabilities(args.probs, probs, test["label"].to_numpy(), list(test["video_id"]), record)
+        save_probabilities(args.probs, probs, torch.tensor(test["label"].to_numpy()), list(test["video_id"]), record)
     write_json(args.out, record)
     print(f"fine-tune {record['method']} {view}: top-1 {record['metrics']['top1']:.1f} "
           f"(epoch {best} of {len(curve)}) -> {args.out}")

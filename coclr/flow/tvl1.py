@@ -100,7 +100,6 @@ def _odd_even_merge_sort(n):
     return comparators
 
 
-@functools.lru_cache
 def _median_network(n):
     """A selection network for the median of n values: the output slot and (i, j, need_min, need_max) steps.
 

@@ -22,8 +22,14 @@ from coclr.models.s3d import S3D, build_backbone
 FORMAT = "coclr-model/1"
 VIEWS = ("rgb", "flow")
 
-__all__ = ["FORMAT", "VIEWS", "Encoder", "S3D", "build_backbone", "save_model", "load_model",
+__all__ = ["FORMAT", "VIEWS", "Encoder", "S3D", "build_backbone", "view_arch", "save_model", "load_model",
            "encoder_state", "load_encoder", "load_backbone"]
+
+
+def view_arch(view, model_settings: dict) -> dict:
+    """:func:`build_backbone` kwargs for one view from the config's ``model`` section."""
+    channels = 3 if view == "rgb" else model_settings.get("flow_channels", 2)
+    return {"in_channels": channels, "width": model_settings["width"], "depth": model_settings["depth"]}
 
 
 def save_model(path, state_dict, view, arch, meta=None) -> None:

@@ -95,7 +95,10 @@ class S3D(nn.Sequential):
     def __init__(self, in_channels: int = 3, width: float = 1.0, depth: int = 5):
         if depth not in INCEPTION:
             raise ValueError(f"depth must be one of {sorted(INCEPTION)}, got {depth}")
-        c = lambda n: scaled(n, width)  # noqa: E731
+
+        def c(n):
+            return scaled(n, width)
+
         pool_2d = dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         layers = OrderedDict(
             Conv_1a=STConv(in_channels, c(64), 7, stride=2, padding=3),

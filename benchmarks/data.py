@@ -1,0 +1,165 @@
+"""Data benchmark (issue #2): are HDF5 shards a better frame store than JPEG folders?
+
+    python -m benchmarks.data [--size 240] [--frames 64] [--clips 300]
+
+Generates synthetic videos at a realistic frame size, extracts them into shards
+with the pipeline's own `extract_shard` (frames/s), copies the very same JPEG
+bytes into the one-file-per-frame folders most video toolboxes use, then reads
+the same random 32-frame clips from both layouts (clips/s), and counts files and
+bytes. The issue's goal: shards >= 1.5x the folders' clips/s, far fewer files,
+no more bytes. Figures go to benchmarks/measured.json (section "data").
+
+Both layouts are read from a warm page cache: this measures the per-clip cost
+of the format, not of the disk. On a cluster file system each file open is a
+metadata round trip, which widens the gap in the shards' favour.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from coclr.data import VIDEOS, frame_store
+from coclr.frames import extract_shard
+from coclr.ingest import build_manifest, ucf101_entries
+from coclr.synthetic import Config, generate
+
+MEASURED = Path(__file__).with_name("measured.json")
+CLIP = 32
+
+
+# -- shared by the benchmark scripts ---------------------------------------------------
+def machine() -> str:
+    """What the figures were measured on, in words."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} ({os.cpu_count()} CPU cores)"
+    return f"CPU only: {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+
+
+def record(section: str, figures: dict) -> None:
+    """Store a script's figures in measured.json (what cost_model.py reads), with machine and date."""
+    measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
+    measured[section] = {"machine": machine(), "date": date.today().isoformat(), **figures}
+    MEASURED.write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+
+
+def print_table(rows: list, headers: list) -> None:
+    """A Markdown table, so the output pastes into docs/benchmarks.md as is."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    for row in [headers, ["-" * w for w in widths], *cells]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def make_shards(root, size=240, frames=64, videos_per_shard=12, seed=0) -> dict:
+    """Synthetic videos (24, UCF101 layout) -> manifest -> frame shards, as the pipeline does.
+
+    Returns the manifest, the shard paths and the extraction figures.
+    """
+    root = Path(root)
+    videos = root / "videos"
+    cfg = Config(classes=4, train_groups=2, test_groups=1, clips_per_group=2, frames=frames, size=size, seed=seed)
+    generate(cfg, videos, workers=2)
+    manifest, _, _ = build_manifest(ucf101_entries(videos, videos, name="synthetic"), videos_per_shard)
+    shards, total = [], {"frames": 0, "seconds": 0.0}
+    for shard, rows in manifest.groupby("shard"):
+        path = root / "frames" / f"shard_{shard:05d}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        summary = extract_shard(rows, path)
+        total["frames"] += summary["frames"]
+        total["seconds"] += summary["seconds"]
+        shards.append(path)
+    extraction = {"frames": total["frames"], "frames_per_s": total["frames"] / total["seconds"],
+                  "frame_size": f"{size}x{size}"}
+    return {"manifest": manifest, "shards": shards, "extraction": extraction}
+
+
+# -- the folder layout -----------------------------------------------------------------
+def write_folders(store, out) -> list:
+    """The shards' JPEG bytes, one file per frame: <out>/<video_id>/img_00001.jpg."""
+    video_ids = sorted(store.index)
+    for video_id in video_ids:
+        folder = Path(out) / video_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, jpeg in enumerate(store._dataset(video_id)[:]):
+            (folder / f"img_{i + 1:05d}.jpg").write_bytes(jpeg.tobytes())
+    return video_ids
+
+
+def read_folder_clip(folder, start) -> torch.Tensor:
+    """A clip as a JPEG-folder loader reads it: one imread per frame."""
+    frames = [cv2.imread(str(Path(folder) / f"img_{i + 1:05d}.jpg"), cv2.IMREAD_COLOR)
+              for i in range(start, start + CLIP)]
+    return torch.from_numpy(np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]))
+
+
+def disk_usage(paths) -> dict:
+    """Files, bytes of content and bytes allocated (whole blocks: small files waste the rest)."""
+    files = [p for p in paths if p.is_file()]
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "allocated": sum(p.stat().st_blocks * 512 for p in files)}
+
+
+def clips_per_s(read, windows) -> float:
+    start = time.perf_counter()
+    for video_id, first in windows:
+        read(video_id, first)
+    return len(windows) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=240, help="frame side in pixels (square synthetic frames)")
+    parser.add_argument("--frames", type=int, default=64, help="frames per video")
+    parser.add_argument("--clips", type=int, default=300, help="random 32-frame clips read per layout")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        made = make_shards(tmp, args.size, args.frames)
+        store = frame_store(made["shards"])
+        video_ids = write_folders(store, tmp / "folders")
+        rng = random.Random(0)
+        windows = []
+        for _ in range(args.clips):
+            video_id = rng.choice(video_ids)
+            windows.append((video_id, rng.randrange(store.num_frames(video_id) - CLIP + 1)))
+        # One warm-up pass each, so both are read from the page cache.
+        for read in (lambda v, s: store.read(v, s, s + CLIP), lambda v, s: read_folder_clip(tmp / "folders" / v, s)):
+            clips_per_s(read, windows[:20])
+        shard_rate = clips_per_s(lambda v, s: store.read(v, s, s + CLIP), windows)
+        folder_rate = clips_per_s(lambda v, s: read_folder_clip(tmp / "folders" / v, s), windows)
+        shards = disk_usage(made["shards"])
+        folders = disk_usage((tmp / "folders").rglob("*"))
+        n_frames = made["extraction"]["frames"]
+    figures = {
+        "extraction": made["extraction"],
+        "videos": len(video_ids), "frames": n_frames, "clip_frames": CLIP,
+        "shards": {**shards, "clips_per_s": shard_rate, "bytes_per_frame": shards["bytes"] / n_frames},
+        "folders": {**folders, "clips_per_s": folder_rate, "bytes_per_frame": folders["bytes"] / n_frames},
+        "speedup": shard_rate / folder_rate,
+    }
+    record("data", figures)
+    print(f"{machine()}; {len(video_ids)} synthetic videos of {args.frames} frames at {args.size}x{args.size}\n")
+    print(f"frame extraction (decode + JPEG q90 + HDF5): {made['extraction']['frames_per_s']:.0f} frames/s, one process\n")
+    print_table([
+        ["HDF5 shards", f"{shard_rate:.1f}", shards["files"], f"{shards['bytes'] / 2**20:.1f}",
+         f"{shards['allocated'] / 2**20:.1f}"],
+        ["JPEG folders", f"{folder_rate:.1f}", folders["files"], f"{folders['bytes'] / 2**20:.1f}",
+         f"{folders['allocated'] / 2**20:.1f}"],
+        ["shards / folders", f"{shard_rate / folder_rate:.2f}x", f"{shards['files'] / folders['files']:.4f}x",
+         f"{shards['bytes'] / folders['bytes']:.3f}x", f"{shards['allocated'] / folders['allocated']:.3f}x"],
+    ], ["layout", f"{CLIP}-frame clips/s", "files", "MiB", "MiB allocated"])
+
+
+if __name__ == "__main__":
+    main()
