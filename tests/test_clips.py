@@ -1,0 +1,98 @@
+"""Clip sampling and augmentation: one draw per clip, RGB and flow aligned, flips negate flow x."""
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from coclr.augment import ClipAugment, crop_flow, crop_rgb, flow_input
+from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, window_indices
+from coclr.data import frame_store
+
+H, W, T = 40, 48, 6
+
+
+def ramp_clip():
+    """RGB whose grey level and flow whose y component both grow with x."""
+    x = torch.linspace(0, 1, W).view(1, 1, W, 1)
+    rgb = (x * 255).expand(T, H, W, 3).round().to(torch.uint8)
+    flow = torch.zeros(T, H, W, 2)
+    flow[..., 1] = x[..., 0] * 10
+    flow[..., 0] = 3.0  # uniform motion to the right
+    return rgb, flow
+
+
+def profile_slope(image):
+    """Sign of the left-to-right trend of a (H, W) image."""
+    profile = image.mean(0)
+    return float(np.sign(profile[-1] - profile[0]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rgb_and_flow_share_crop_and_flip(seed):
+    torch.manual_seed(seed)
+    random.seed(seed)
+    rgb, flow = ramp_clip()
+    out = ClipAugment(32, crop_area=(0.3, 1.0))(rgb=rgb, flow=flow)
+    rgb_trend = profile_slope(out["rgb"][:, 0].mean(0).numpy())
+    flow_trend = profile_slope(out["flow"][1, 0].numpy())
+    assert rgb_trend == flow_trend  # the same flip went to both views
+    flipped = rgb_trend < 0
+    assert (out["flow"][0] < 0).all() == flipped  # and x motion points the other way after a flip
+
+
+def test_augmentation_is_consistent_within_a_clip():
+    rgb, flow = ramp_clip()
+    torch.manual_seed(0)
+    out = ClipAugment(32)(rgb=rgb, flow=flow)
+    assert torch.allclose(out["rgb"], out["rgb"][:, :1].expand_as(out["rgb"]))  # identical frames stay identical
+    assert torch.allclose(out["flow"], out["flow"][:, :1].expand_as(out["flow"]))
+
+
+def test_flip_negates_flow_x_unless_the_reference_behaviour_is_asked_for():
+    _, flow = ramp_clip()
+    box = (0, 0, H, W)
+    assert (crop_flow(flow, box, 32, flip=True)[:, 0] < 0).all()
+    assert (crop_flow(flow, box, 32, flip=True, negate_x=False)[:, 0] > 0).all()
+
+
+def test_resizing_a_crop_scales_the_flow_vectors():
+    _, flow = ramp_clip()
+    resized = crop_flow(flow, (0, 0, 16, 16), 32, flip=False)  # 2x zoom
+    assert torch.allclose(resized[:, 0], torch.full_like(resized[:, 0], 6.0))
+
+
+def test_crop_rgb_output_layout():
+    rgb, _ = ramp_clip()
+    out = crop_rgb(rgb, (4, 4, 30, 30), 16, flip=False)
+    assert out.shape == (T, 3, 16, 16) and 0 <= out.min() and out.max() <= 1
+
+
+def test_flow_input_layouts():
+    _, flow = ramp_clip()
+    field = flow.permute(0, 3, 1, 2)
+    two = flow_input(field, channels=2)
+    assert two.shape == (2, T, H, W) and two.abs().max() <= 1
+    three = flow_input(field, channels=3)  # the released checkpoints' (128, y, x) image
+    assert three.shape == (3, T, H, W)
+    assert torch.allclose(three[0], three[0].flatten()[0].expand_as(three[0]))  # constant channel
+
+
+def test_windows_repeat_the_last_frame_of_short_videos():
+    assert list(window_indices(0, 4, 2, 5)) == [0, 2, 4, 4]
+
+
+def test_two_clip_dataset_reads_from_the_shards(tiny_dataset):
+    manifest = pd.read_csv(tiny_dataset["manifest"])
+    train = manifest[manifest.split == "train"].reset_index(drop=True)
+    reader = ClipReader(frames=frame_store(tiny_dataset["frames"]))
+    dataset = TwoClipDataset(train, reader, {"frames": 8, "stride": 2, "size": 32})
+    item = dataset[3]
+    assert item["query"]["rgb"].shape == item["key"]["rgb"].shape == (3, 8, 32, 32)
+    assert item["label"] == train.label[3]
+    same_group = train.group == train.group[3]
+    assert (dataset.groups[torch.from_numpy(same_group.to_numpy())] == item["group"]).all()
+    dense = DenseClipDataset(train, reader, {"frames": 8, "size": 32, "eval_stride": 4})
+    assert len(dense) == len(train) * 3  # 16 frames: windows at 0, 4, 8
