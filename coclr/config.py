@@ -76,7 +76,7 @@ def check_dataset_paths(config: dict, dataset: str) -> None:
             raise ConfigError(f"key `datasets.{dataset}.{key}` is missing: set it to the dataset's folder")
         if not Path(entry[key]).is_dir():
             raise ConfigError(f"key `datasets.{dataset}.{key}`: folder {entry[key]} does not exist; point it at "
-                              f"your copy of {dataset} (e.g. --config datasets.{dataset}.{key}=/data/{dataset})")
+                              f"your copy of {dataset} in config.yaml or a --configfile")
     for path in entry.get("annotations", []):
         if not Path(path).is_file():
             raise ConfigError(f"key `datasets.{dataset}.annotations`: file {path} does not exist")

@@ -48,9 +48,13 @@ def encode_jpegs(frames: np.ndarray, quality: int) -> list:
 
 
 def decode_jpegs(encoded) -> np.ndarray:
-    """List of JPEG byte arrays -> RGB uint8 frames (T, H, W, 3)."""
-    frames = [cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_COLOR) for buf in encoded]
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
+    """List of JPEG byte arrays -> RGB uint8 frames (T, H, W, 3), decoded straight to RGB."""
+    first = cv2.imdecode(np.asarray(encoded[0], dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+    frames = np.empty((len(encoded), *first.shape), dtype=np.uint8)
+    frames[0] = first
+    for i, buf in enumerate(encoded[1:], start=1):
+        frames[i] = cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+    return frames
 
 
 class ShardStore:

@@ -47,6 +47,16 @@ def mean_over_processes(value: float) -> float:
     return t.item() / dist.get_world_size()
 
 
+def any_process(flag: bool) -> bool:
+    """True if ``flag`` is set in any process (so that all of them act on it together)."""
+    if not dist.is_initialized():
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

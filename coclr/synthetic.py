@@ -66,8 +66,11 @@ class Config:
     fps: int = 25
     seed: int = 0
     pan: float = 1.0  # maximum camera speed, pixels per frame
+    shake: float = 0.0  # camera jitter: standard deviation of a per-frame offset, pixels
     distractors: int = 1  # drifting sprites that do not carry the class
     distractor_speed: float = 1.0  # maximum distractor speed, pixels per frame
+    actor_size: float = 0.35  # mean side of an actor sprite, fraction of the frame
+    grain: float = 12.0  # background texture feature size is size / grain
 
 
 @dataclass(frozen=True)
@@ -178,15 +181,16 @@ def render(cfg: Config, spec: VideoSpec) -> tuple[np.ndarray, np.ndarray]:
     s, T, u = cfg.size, cfg.frames, cfg.size / 40
     look = _rng(cfg, spec.label, spec.group)  # appearance shared by the group's clips
     this = _rng(cfg, spec.label, spec.group, spec.clip)
-    margin = int(math.ceil(cfg.pan * u * T)) + 2
-    scene = _texture(look, 2 * s + 2 * margin, 2 * s + 2 * margin, s / 12)
-    actors = [_sprite(look, int(round(s * look.uniform(0.3, 0.4)))) for _ in range(2)]
+    margin = int(math.ceil((cfg.pan * T + 3 * cfg.shake) * u)) + 2
+    scene = _texture(look, 2 * s + 2 * margin, 2 * s + 2 * margin, s / cfg.grain)
+    actors = [_sprite(look, int(round(s * cfg.actor_size * look.uniform(0.85, 1.15)))) for _ in range(2)]
     extras = [_sprite(look, int(round(s * look.uniform(0.18, 0.25)))) for _ in range(cfg.distractors)]
 
     gain = this.uniform(0.8, 1.2)
     origin = this.uniform(margin, margin + s, 2)  # where in the scene this clip was "shot"
     pan_dir, pan_speed = this.uniform(0, 2 * math.pi), this.uniform(0, cfg.pan) * u
     pan = np.arange(T)[:, None] * pan_speed * np.array([math.cos(pan_dir), math.sin(pan_dir)])
+    pan += np.clip(this.normal(0, cfg.shake * u, (T, 2)), -3 * cfg.shake * u, 3 * cfg.shake * u)
 
     n_actors = int(this.integers(1, 3))
     poses = np.zeros((T, n_actors, 4))

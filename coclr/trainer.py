@@ -133,9 +133,9 @@ class Trainer:
                 signal.signal(s, handler)
 
     def _check_preempted(self) -> None:
-        if self._stop_signal is not None:
+        if distributed.any_process(self._stop_signal is not None):  # all ranks stop at the same step
             self.save_state()  # the epoch in progress is run again on resume
-            print(f"received signal {self._stop_signal}: saved {self.state_path} at epoch {self.epoch}, exiting",
+            print(f"received a stop signal: saved {self.state_path} at epoch {self.epoch}, exiting",
                   file=sys.stderr)
             raise Preempted()
 

@@ -14,7 +14,6 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 import torch
 
 from conftest import REPO
@@ -68,7 +67,6 @@ def test_usr1_saves_state_exits_143_and_the_rerun_resumes(tiny_dataset, tmp_path
     assert torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["epochs"] == EPOCHS
 
 
-@pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_and_log_the_global_batch(tiny_dataset, tmp_path):
     """`train_launcher()` with resources.gpus > 1, on gloo: one epoch, two processes."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

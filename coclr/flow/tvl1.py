@@ -7,7 +7,7 @@ Meinhardt-Llopis and Facciolo (IPOL 2013), with the choices OpenCV's
 the flow the CoCLR authors computed with OpenCV:
 
 * pyramid: each scale is the previous one resized by ``scale_step`` with
-  bilinear interpolation (no smoothing), down to 16 pixels at most;
+  bilinear interpolation (no smoothing), stopping before a side drops under 16 px;
 * per scale: centred gradient of the second image; ``warps`` times, the second
   image and its gradient are warped by the current flow with bicubic
   interpolation (zero outside) and the data term is linearised there;
@@ -43,6 +43,20 @@ class TVL1Params:
     inner_iterations: int = 30
     outer_iterations: int = 10
     median_filtering: int = 5  # median window between rounds; 1 disables it
+
+    def __post_init__(self):
+        positive = {"tau": self.tau, "lambda_": self.lambda_, "theta": self.theta, "scales": self.scales,
+                    "warps": self.warps, "inner_iterations": self.inner_iterations,
+                    "outer_iterations": self.outer_iterations}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"TV-L1 parameter {name} must be positive, got {value}")
+        if not 0 < self.scale_step < 1:
+            raise ValueError(f"TV-L1 parameter scale_step must lie in (0, 1), got {self.scale_step}")
+        if self.epsilon < 0:
+            raise ValueError(f"TV-L1 parameter epsilon must be >= 0, got {self.epsilon}")
+        if self.median_filtering > 1 and self.median_filtering % 2 == 0:
+            raise ValueError(f"TV-L1 parameter median_filtering must be odd (or <= 1 to disable), got {self.median_filtering}")
 
     @classmethod
     def from_dict(cls, params):
@@ -148,14 +162,19 @@ def _median(u, size):
 
 
 def _warp(images, flow):
-    """Sample ``images`` (B, C, H, W) at ``p + flow(p)`` with bicubic interpolation, zero outside."""
+    """Sample ``images`` (B, C, H, W) at ``p + flow(p)`` with bicubic interpolation, zero outside.
+
+    The sampling grid is built in float64: grid_sample takes normalised
+    coordinates, and float32 rounding there would shift even a zero flow by
+    about 1e-5 pixels, which the warps then amplify at the image border.
+    """
     _, _, h, w = images.shape
+    flow = flow.double()
     ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
     xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
-    grid = torch.stack(
-        [(xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0, (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0], dim=-1
-    )
-    return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+    grid = torch.stack([(xs + flow[:, 0]) * (2 / (w - 1)) - 1, (ys + flow[:, 1]) * (2 / (h - 1)) - 1], dim=-1)
+    warped = F.grid_sample(images.double(), grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+    return warped.to(images.dtype)
 
 
 def _iterate(u, p, active, i1w_grad, inv_grad_sq, rho_c, l_t, theta, taut, tolerance):
@@ -163,8 +182,10 @@ def _iterate(u, p, active, i1w_grad, inv_grad_sq, rho_c, l_t, theta, taut, toler
 
     ``u`` (B, 2, H, W) is the flow, ``p`` (B, 4, H, W) the dual variable (x
     parts of both flow components, then y parts), ``active`` (B,) which pairs
-    still move. Returns the new ``u``, ``p`` and ``active``: a pair whose flow
-    changed by at most ``tolerance`` (squared, summed over pixels) stops.
+    still move. Returns the new ``u``, ``p`` and ``active``: a pair stops once
+    the mean over pixels of its squared flow change is at most ``tolerance``
+    (OpenCV's test, sum <= epsilon**2 * pixels, written so that the compiled
+    function sees the same constant at every scale).
     """
     rho = rho_c + (i1w_grad * u).sum(1, keepdim=True)
     step = (rho * inv_grad_sq).clamp(-l_t, l_t)  # where the gradient vanishes, step is +-l_t times a zero gradient
@@ -173,22 +194,17 @@ def _iterate(u, p, active, i1w_grad, inv_grad_sq, rho_c, l_t, theta, taut, toler
     ux, uy = _forward_gradient(u_new)
     norm = 1.0 + taut * torch.sqrt(ux * ux + uy * uy)
     p_new = torch.cat([(px + taut * ux) / norm, (py + taut * uy) / norm], dim=1)
-    change = ((u_new - u) ** 2).sum((1, 2, 3))
+    change = ((u_new - u) ** 2).sum(1).mean((1, 2))
     keep = active.view(-1, 1, 1, 1)
     return torch.where(keep, u_new, u), torch.where(keep, p_new, p), active & (change > tolerance)
 
 
-def _median_active(u, active, size):
-    """The median filter applied to the active pairs only."""
-    return torch.where(active.view(-1, 1, 1, 1), _median(u, size), u)
-
-
 @functools.lru_cache
 def _kernels(compiled):
-    """The two hot functions, eager or compiled once for all shapes (fused kernels on CPU and CUDA)."""
+    """The hot functions (inner iteration, median), eager or compiled for all shapes into fused kernels."""
     if not compiled:
-        return _iterate, _median_active
-    return torch.compile(_iterate, dynamic=True), torch.compile(_median_active, dynamic=True)
+        return _iterate, _median
+    return torch.compile(_iterate, dynamic=True), torch.compile(_median, dynamic=True)
 
 
 def _solve_scale(i0, i1, u, prm, kernels, check_every):
@@ -198,7 +214,7 @@ def _solve_scale(i0, i1, u, prm, kernels, check_every):
     p = torch.zeros(batch, 4, h, w, device=u.device, dtype=u.dtype)
     for _ in range(prm.warps):
         warped = _warp(i1_and_grad, u)
-        i1w, i1w_grad = warped[:, :1], warped[:, 1:]
+        i1w, i1w_grad = warped[:, :1], warped[:, 1:].contiguous()
         inv_grad_sq = 1.0 / (i1w_grad * i1w_grad).sum(1, keepdim=True).clamp_min(1e-20)
         rho_c = i1w - (i1w_grad * u).sum(1, keepdim=True) - i0
         u, p = _solve_warp(u, p, (i1w_grad, inv_grad_sq, rho_c), prm, kernels, check_every)
@@ -213,17 +229,16 @@ def _solve_warp(u, p, data, prm, kernels, check_every):
     the output and leave the working set. Between two looks they are frozen by
     the mask, so the result does not depend on ``check_every``.
     """
-    iterate, median_active = kernels
+    iterate, median = kernels
     l_t, taut = prm.lambda_ * prm.theta, prm.tau / prm.theta
-    tolerance = prm.epsilon**2 * u.shape[-2] * u.shape[-1]
     u_out, p_out = u.clone(), p.clone()
     index = torch.arange(u.shape[0], device=u.device)  # batch positions of the working set
     active = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
     total = prm.outer_iterations * prm.inner_iterations
     for n in range(total):
         if n % prm.inner_iterations == 0 and prm.median_filtering > 1:
-            u = median_active(u, active, prm.median_filtering)
-        u, p, active = iterate(u, p, active, *data, l_t, prm.theta, taut, tolerance)
+            u = torch.where(active.view(-1, 1, 1, 1), median(u, prm.median_filtering), u)
+        u, p, active = iterate(u, p, active, *data, l_t, prm.theta, taut, prm.epsilon**2)
         if (n + 1) % check_every == 0 and not bool(active.all()):
             u_out[index], p_out[index] = u, p
             live = active.nonzero().squeeze(1)
@@ -235,7 +250,7 @@ def _solve_warp(u, p, data, prm, kernels, check_every):
     return u_out, p_out
 
 
-def tvl1(prev, nxt, params=None, compile=False, check_every=None):
+def tvl1_flow(prev, nxt, params=None, compile=False, check_every=None):
     """TV-L1 flow (B, 2, H, W), x then y, from ``prev`` to ``nxt``: float tensors (B, H, W) in [0, 255].
 
     Everything runs on the inputs' device. ``compile`` fuses the inner

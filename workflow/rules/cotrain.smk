@@ -31,6 +31,8 @@ rule cotrain:
         gpu=config["resources"]["gpus"],
     log:
         "logs/{dataset}/coclr_c{cycle}_{view}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "{params.launcher} cotrain --view {wildcards.view} --init {input.init} --miner {input.miner} "
         "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "

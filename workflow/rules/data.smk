@@ -38,6 +38,8 @@ rule synthesize:
     threads: 2
     log:
         "logs/{dataset}/synthesize.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr synthesize --out data/{wildcards.dataset}/videos {params.args} --workers {threads} > {log} 2>&1"
 
@@ -53,6 +55,8 @@ checkpoint ingest:
     threads: config["ingest"]["workers"]
     log:
         "logs/{dataset}/ingest.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr ingest {params.args} --videos-per-shard {params.per_shard} "
         "--workers {threads} --out {output.manifest} > {log} 2>&1"
@@ -70,6 +74,8 @@ rule frames:
         quality=config["frames"]["jpeg_quality"],
     log:
         "logs/{dataset}/frames_{shard}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr frames --manifest {input.manifest} --shard {wildcards.shard} --out {output} "
         "{params.fps} {params.short_side} {params.strict} --jpeg-quality {params.quality} > {log} 2>&1"

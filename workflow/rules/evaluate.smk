@@ -46,6 +46,8 @@ rule features:
         gpu=min(config["resources"]["gpus"], 1),
     log:
         "logs/{dataset}/features_{method}_{view}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr features --view {wildcards.view} --method {wildcards.method} {params.source} "
         "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "
@@ -63,6 +65,8 @@ rule linear_probe:
     threads: config["resources"]["threads"]
     log:
         "logs/{dataset}/linear_probe_{method}_{view}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr linear-probe --features {input} --out {output.result} --probs {output.probs} "
         "--settings '{params.settings}' > {log} 2>&1"
@@ -75,6 +79,8 @@ rule retrieval:
         "results/{dataset}/retrieval/{method}_{view}.json",
     log:
         "logs/{dataset}/retrieval_{method}_{view}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr retrieval --features {input} --out {output} > {log} 2>&1"
 
@@ -87,6 +93,8 @@ rule retrieval_two_stream:
         "results/{dataset}/retrieval/{method}_two_stream.json",
     log:
         "logs/{dataset}/retrieval_{method}_two_stream.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr retrieval --features {input.rgb} {input.flow} --out {output} > {log} 2>&1"
 
@@ -107,6 +115,8 @@ rule finetune:
         gpu=min(config["resources"]["gpus"], 1),
     log:
         "logs/{dataset}/finetune_{method}_{view}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr finetune --checkpoint {input.model} --method {wildcards.method} "
         "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "
@@ -125,6 +135,8 @@ rule fuse_probabilities:
         command=lambda w: w.task.replace("_", "-"),
     log:
         "logs/{dataset}/{task}_{method}_two_stream.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr {params.command} --fuse {input.rgb} {input.flow} --out {output} > {log} 2>&1"
 
@@ -137,6 +149,8 @@ rule collect:
         "results/{dataset}/{task}.json",
     log:
         "logs/{dataset}/collect_{task}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr ablation collect --runs {input} --out {output} > {log} 2>&1"
 
@@ -151,6 +165,8 @@ rule ablation:
         markdown="results/{dataset}/ablation.md",
     log:
         "logs/{dataset}/ablation.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "python -m coclr ablation table --linear-probe {input.linear_probe} --retrieval {input.retrieval} "
         "--finetune {input.finetune} --out {output.json} --markdown {output.markdown} > {log} 2>&1"

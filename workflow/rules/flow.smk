@@ -12,11 +12,16 @@ rule flow:
         method=FLOW["method"],
         device=FLOW["device"],
         batch_size=FLOW["batch_size"],
-        tvl1=json.dumps(FLOW["params"]),
+        compile="--compile" if FLOW.get("compile") else "",
+        tvl1=" ".join(f"--param {name}={value}" for name, value in FLOW["params"].items()),
+    threads: config["resources"]["threads"]
     resources:
         gpu=1 if FLOW["device"] == "cuda" else 0,
     log:
         "logs/{dataset}/flow_{shard}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
-        "python -m coclr flow --frames {input} --out {output} --method {params.method} "
-        "--device {params.device} --batch-size {params.batch_size} --params '{params.tvl1}' > {log} 2>&1"
+        # Idle OpenMP threads must sleep, or they steal the other job's core (docs/flow.md).
+        "OMP_WAIT_POLICY=PASSIVE python -m coclr flow --frames {input} --out {output} --method {params.method} "
+        "--device {params.device} --batch-size {params.batch_size} --threads {threads} {params.compile} {params.tvl1} > {log} 2>&1"

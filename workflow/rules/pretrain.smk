@@ -21,6 +21,8 @@ rule pretrain:
         gpu=config["resources"]["gpus"],
     log:
         "logs/{dataset}/{loss}_{view}.log",
+    conda:
+        "../../envs/coclr.yaml"
     shell:
         "{params.launcher} pretrain --view {wildcards.view} --loss {wildcards.loss} "
         "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "

@@ -1,0 +1,156 @@
+"""Training benchmark (issue #4): training clips/s, and whether the data loader keeps up.
+
+    python -m benchmarks.train [--steps 5] [--workers 0 2]
+
+- Training: one MoCo step of the pipeline (pretrain's InfoNCE step: query and
+  momentum-key encoders forward, loss, backward, Adam, enqueue) on random clips,
+  for the RGB and the flow network. Here: the `cpu` preset. On a GPU also the
+  paper's S3D at 32x128x128, bf16 autocast (as the trainer), with and without
+  channels_last_3d and torch.compile.
+- Loading: TwoClipDataset (two augmented windows per video) over real frame
+  shards, alone, with N DataLoader workers.
+
+The loader is not the bottleneck when its clips/s exceeds the training clips/s
+at the same clip size. Figures go to benchmarks/measured.json (section "train").
+"""
+
+import argparse
+import tempfile
+import time
+from itertools import product
+
+import torch
+from torch.utils.data import DataLoader
+
+from benchmarks.data import machine, make_shards, print_table, record
+from coclr import config as coclr_config
+from coclr.clips import ClipReader, TwoClipDataset, usable_videos
+from coclr.data import frame_store
+from coclr.pretrain import contrastive_step
+from coclr.stages import build_moco
+
+
+def pipeline_threads() -> None:
+    """Torch threads per process as the training jobs set them (config.yaml resources.threads).
+
+    On a small CPU two threads made the main-process loader ~20x slower, not faster.
+    """
+    torch.set_num_threads(coclr_config.load()["resources"]["threads"])
+
+
+def preset(name: str) -> dict:
+    """The resolved settings of a preset of config.yaml, as the training jobs get them."""
+    config = coclr_config.load()
+    config["preset"] = name
+    return coclr_config.resolve(config, "synthetic")
+
+
+def random_batch(settings, view, batch, device, channels_last=False) -> dict:
+    """A batch shaped like the loader's (query and key clips, labels, groups)."""
+    clip, channels = settings["clip"], 3 if view == "rgb" else settings["model"]["flow_channels"]
+    shape = (batch, channels, clip["frames"], clip["size"], clip["size"])
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+
+    def clips():
+        return torch.randn(shape, device=device).contiguous(memory_format=layout)
+
+    return {"query": {view: clips()}, "key": {view: clips()}, "index": torch.arange(batch),
+            "label": torch.randint(0, 10, (batch,)), "group": torch.randint(0, 100, (batch,))}
+
+
+def train_clips_per_s(settings, view, device, batch=None, steps=5, warmup=2, channels_last=False,
+                      compile=False) -> float:
+    """Clips/s of full training steps (as Trainer.fit runs them) after ``warmup`` steps."""
+    device = torch.device(device)
+    batch = batch or settings["optim"]["batch_size"]
+    model = build_moco(view, settings, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if compile:
+        model.encoder_q.compile()
+        model.encoder_k.compile()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["optim"]["lr"])
+    step = contrastive_step(model, view, "infonce", device)
+    data = random_batch(settings, view, batch, device, channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for i in range(warmup + steps):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with autocast:
+            loss = step(data).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.float().backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def loader_clips_per_s(shards, manifest, settings, workers, batches=10) -> float:
+    """Clips/s of the training DataLoader alone (RGB view), after its first batch."""
+    store = frame_store(shards)
+    videos = usable_videos(manifest, "train", [store])
+    dataset = TwoClipDataset(videos, ClipReader(frames=store), settings["clip"])
+    batch = min(settings["optim"]["batch_size"], len(dataset))
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    clips, seen = 0, 0
+    while seen < batches + 1:  # the first batch pays for starting the workers
+        for item in loader:
+            if seen == 1:
+                start = time.perf_counter()
+            elif seen > 1:
+                clips += len(item["index"])
+            seen += 1
+            if seen == batches + 1:
+                break
+    return clips / (time.perf_counter() - start)
+
+
+def gpu_variants():
+    """(channels_last, compile) combinations measured on a GPU."""
+    return list(product([False, True], [False, True]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per row")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try")
+    args = parser.parse_args()
+    pipeline_threads()
+    cpu = preset("cpu")
+    rows, figures = [], {"train": {}, "loader": {}}
+    for view in ("rgb", "flow"):
+        rate = train_clips_per_s(cpu, view, "cpu", steps=args.steps)
+        figures["train"][f"cpu_preset_{view}_cpu"] = rate
+        rows.append([f"train {view}", "cpu preset (S3D w0.25 d3, 8x32x32)", "cpu fp32", cpu["optim"]["batch_size"],
+                     f"{rate:.1f}"])
+    if torch.cuda.is_available():
+        paper = preset("paper")
+        for view in ("rgb", "flow"):
+            for channels_last, compile in gpu_variants():
+                rate = train_clips_per_s(paper, view, "cuda", steps=args.steps, channels_last=channels_last,
+                                         compile=compile)
+                key = f"s3d_32x128_{view}_cuda_bf16" + "_cl3d" * channels_last + "_compile" * compile
+                figures["train"][key] = rate
+                rows.append([f"train {view}", "paper S3D 32x128x128", "cuda bf16" + " cl3d" * channels_last
+                             + " compile" * compile, paper["optim"]["batch_size"], f"{rate:.1f}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        made = make_shards(tmp, size=128)
+        for name, settings, batches in (("cpu", cpu, 10), ("paper", preset("paper"), 3)):
+            clip = settings["clip"]
+            for workers in args.workers:
+                rate = loader_clips_per_s(made["shards"], made["manifest"], settings, workers, batches)
+                figures["loader"][f"{name}_preset_rgb_workers{workers}"] = rate
+                rows.append(["loader rgb", f"{name} preset clips ({clip['frames']}x{clip['size']}x{clip['size']}) "
+                             "from 128x128 shards", f"cpu, {workers} workers", settings["optim"]["batch_size"],
+                             f"{rate:.1f}"])
+    record("train", figures)
+    print(f"{machine()}\n")
+    print_table(rows, ["what", "model / data", "device", "batch", "clips/s"])
+
+
+if __name__ == "__main__":
+    main()

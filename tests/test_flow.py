@@ -1,0 +1,160 @@
+"""TV-L1 flow: agreement with OpenCV on pairs of known flow, storage, shards."""
+
+import json
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from coclr.data import encode_jpegs, flow_store
+from coclr.flow import compute_flow
+from coclr.flow.quantise import BOUND, decode_field, dequantise, encode_field, quantise
+from coclr.flow.shards import flow_shard, grayscale, read_flow
+from coclr.flow.synthetic import endpoint_error, make_pair, make_pairs
+from coclr.flow.tvl1 import _median
+from coclr.flow.visualise import flow_to_rgb, save_png
+from tests.conftest import coclr
+
+STEP = 2 * BOUND / 255
+
+
+@pytest.fixture(scope="module")
+def known_pairs():
+    return make_pairs(5, height=96, width=128, seed=1)
+
+
+def test_endpoint_error_within_5_percent_of_opencv(known_pairs):
+    prev, nxt, truth = known_pairs
+    ours = compute_flow(prev, nxt)
+    reference = compute_flow(prev, nxt, method="tvl1_opencv")
+    assert endpoint_error(ours, truth) <= 1.05 * endpoint_error(reference, truth)
+    assert endpoint_error(ours, reference) < 0.05
+
+
+def test_translation_is_recovered():
+    rng = np.random.default_rng(3)
+    scene = cv2.GaussianBlur(rng.uniform(0, 255, (120, 150)).astype(np.float32), (0, 0), 2.0) * 4 - 384
+    scene = np.clip(scene + 128, 0, 255)
+    shift = np.float32([[1, 0, 3.5], [0, 1, -2.25]])  # nxt(p) = scene(p - shift): content moves by +shift
+    nxt = cv2.warpAffine(scene, shift, (150, 120), flags=cv2.INTER_CUBIC)
+    flow = compute_flow(scene[None], nxt[None])[0]
+    interior = flow[:, 20:-20, 20:-20]
+    assert np.allclose(np.median(interior, axis=(1, 2)), [3.5, -2.25], atol=0.05)
+
+
+def test_zero_motion_gives_zero_flow():
+    prev, _, _ = make_pair(7, 64, 80)
+    flow = compute_flow(prev[None], prev[None])
+    assert np.abs(flow).max() < 1e-3
+
+
+def test_batch_equals_pair_by_pair(known_pairs):
+    prev, nxt, _ = known_pairs
+    batched = compute_flow(torch.from_numpy(prev[:3]), torch.from_numpy(nxt[:3]))
+    single = torch.cat([compute_flow(torch.from_numpy(prev[i : i + 1]), torch.from_numpy(nxt[i : i + 1])) for i in range(3)])
+    assert isinstance(batched, torch.Tensor) and batched.dtype == torch.float32
+    assert torch.allclose(batched, single, atol=1e-4)
+
+
+def test_cpu_results_repeat_exactly():
+    prev, nxt, _ = make_pairs(2, 64, 80, seed=2)
+    assert np.array_equal(compute_flow(prev, nxt), compute_flow(prev, nxt))
+
+
+def test_median_matches_opencv_including_borders():
+    u = np.random.default_rng(0).normal(size=(2, 30, 41)).astype(np.float32)
+    ours = _median(torch.from_numpy(u)[None], 5)[0].numpy()
+    assert np.array_equal(ours, np.stack([cv2.medianBlur(c, 5) for c in u]))
+
+
+@pytest.mark.parametrize(
+    "prev, nxt, message",
+    [
+        (np.zeros((2, 32, 32), np.uint8), np.zeros((3, 32, 32), np.uint8), "same shape"),
+        (np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8), "(N, H, W)"),
+        (np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 32, 32, 3), np.uint8), "(N, H, W)"),
+        (np.zeros((1, 32, 32), np.int32), np.zeros((1, 32, 32), np.int32), "uint8 or float"),
+        ([[[0]]], [[[0]]], "numpy array or torch tensor"),
+    ],
+)
+def test_bad_input_is_rejected(prev, nxt, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compute_flow(prev, nxt)
+
+
+def test_bad_method_or_parameter_is_rejected():
+    frames = np.zeros((1, 32, 32), np.uint8)
+    with pytest.raises(ValueError, match="farneback"):
+        compute_flow(frames, frames, method="farneback")
+    with pytest.raises(ValueError, match="lambda"):
+        compute_flow(frames, frames, lambda_=-1)
+    with pytest.raises(ValueError, match="sigma"):
+        compute_flow(frames, frames, sigma=1.0)
+
+
+def test_quantisation_round_trip_within_half_a_step():
+    flow = np.random.default_rng(0).uniform(-25, 25, size=(40, 50, 2)).astype(np.float32)
+    codes = quantise(flow)
+    assert codes.dtype == np.uint8
+    assert np.abs(dequantise(codes) - np.clip(flow, -BOUND, BOUND)).max() <= STEP / 2 + 1e-5
+    assert np.array_equal(decode_field(encode_field(codes)), codes)
+
+
+def _frame_shard(path, videos, failed):
+    """A frame shard in the layout of coclr.frames: JPEG frames under videos/<id>."""
+    with h5py.File(path, "w") as f:
+        for video_id, frames in videos.items():
+            encoded = encode_jpegs(frames, 95)
+            ds = f.create_dataset(f"videos/{video_id}", shape=(len(encoded),), dtype=h5py.vlen_dtype(np.uint8))
+            ds[:] = encoded
+            ds.attrs.update(fps=25.0, height=frames.shape[1], width=frames.shape[2])
+        f.attrs["failures"] = json.dumps([{"video": v, "error": "unreadable"} for v in failed])
+
+
+def _moving_video(seed, n_frames, height=40, width=48):
+    """RGB frames of one scene drifting by one pixel a frame."""
+    prev, _, _ = make_pair(seed, height + n_frames, width + n_frames, magnitude=0.0)
+    return np.stack([np.repeat(prev[t : t + height, t : t + width, None], 3, axis=2) for t in range(n_frames)])
+
+
+def test_flow_shard_aligns_with_frame_shard(tmp_path):
+    videos = {"Run/v_Run_g01_c01": _moving_video(0, 4), "Jump/v_Jump_g02_c01": _moving_video(1, 3),
+              "Jump/v_Jump_g03_c01": _moving_video(2, 1)}
+    _frame_shard(tmp_path / "frames.h5", videos, failed=["Jump/v_Jump_g02_c01"])
+    flow_shard(tmp_path / "frames.h5", tmp_path / "flow.h5", batch_size=2)
+    with h5py.File(tmp_path / "frames.h5") as f:
+        rgb = cv2.cvtColor(cv2.imdecode(f["videos/Run/v_Run_g01_c01"][2], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        gray = grayscale(np.stack([rgb, cv2.cvtColor(cv2.imdecode(f["videos/Run/v_Run_g01_c01"][3], 1), 4)]))
+    with h5py.File(tmp_path / "flow.h5") as f:
+        assert f.attrs["bound"] == BOUND and f.attrs["method"] == "tvl1"
+        assert json.loads(f.attrs["parameters"])["tau"] == 0.25
+        assert f.attrs["source"] == str(tmp_path / "frames.h5") and f.attrs["encoding"]
+        assert "Jump/v_Jump_g02_c01" not in f["videos"]
+        assert len(f["videos/Run/v_Run_g01_c01"]) == 3 and len(f["videos/Jump/v_Jump_g03_c01"]) == 0
+        last = read_flow(f["videos/Run/v_Run_g01_c01"], 2, 3)
+    assert last.shape == (1, 40, 48, 2) and last.dtype == torch.float32
+    expected = compute_flow(gray[:1], gray[1:])[0].transpose(1, 2, 0)
+    assert np.abs(last[0].numpy() - np.clip(expected, -BOUND, BOUND)).max() <= STEP / 2 + 1e-5
+    assert np.allclose(np.median(last[0, 8:-8, 8:-8].numpy(), axis=(0, 1)), [-1, -1], atol=0.2)
+    assert torch.equal(flow_store([tmp_path / "flow.h5"]).read("Run/v_Run_g01_c01", 2, 3), last)
+
+
+def test_cli_writes_a_flow_shard(tmp_path):
+    _frame_shard(tmp_path / "frames.h5", {"A/v_A_g01_c01": _moving_video(3, 3, 32, 32)}, failed=[])
+    coclr("flow", "--frames", tmp_path / "frames.h5", "--out", tmp_path / "flow.h5", "--device", "cpu",
+          "--batch-size", "4", "--param", "warps=3", "--param", "lambda_=0.2")
+    with h5py.File(tmp_path / "flow.h5") as f:
+        assert json.loads(f.attrs["parameters"])["warps"] == 3
+        assert len(f["videos/A/v_A_g01_c01"]) == 2
+
+
+def test_colour_wheel_image(tmp_path):
+    ys, xs = np.mgrid[-10:11, -10:11].astype(np.float32)
+    rgb = flow_to_rgb(np.stack([xs, ys]), max_magnitude=10)
+    assert rgb.shape == (21, 21, 3) and rgb.dtype == np.uint8
+    assert (rgb[10, 10] == 255).all()  # no motion is white
+    assert rgb[10, 20, 0] > 200 and rgb[10, 20, 2] < 60  # rightwards is red
+    save_png(tmp_path / "wheel.png", rgb)
+    assert cv2.imread(str(tmp_path / "wheel.png")).shape == (21, 21, 3)
