@@ -15,8 +15,13 @@ include: "workflow/rules/flow.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cotrain.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
         all_results(config["dataset"]),
+        report_outputs(config["dataset"]),

@@ -13,7 +13,7 @@ import torch
 
 from coclr import stages
 from coclr.losses import mil_nce
-from coclr.mining import mine_positives, purity
+from coclr.mining import mine_positives, purity, purity_baseline
 from coclr.models import encoder_state, load_encoder, load_model
 from coclr.trainer import StepResult
 
@@ -60,8 +60,12 @@ def cotrain_step(model, miner, view, settings, device, generator):
                                valid=moco.queue_valid(), generator=generator)
         update = moco.queue_full  # decided before this step's keys are enqueued
         value = mil_nce(out.logits, mined.positives)
-        stats = {"instance_acc": (out.logits.argmax(1) == 0).float().mean().item(),
-                 "mining_purity": purity(mined.indices, batch["label"], moco.queue_label) if update else math.nan}
+        stats = {"instance_acc": (out.logits.argmax(1) == 0).float().mean().item(), "mining_purity": math.nan,
+                 "mining_chance": math.nan}
+        if update:  # labels serve this diagnostic only, never the loss
+            stats["mining_purity"] = purity(mined.indices, batch["label"], moco.queue_label)
+            stats["mining_chance"] = purity_baseline(batch["label"], batch["group"], moco.queue_label,
+                                                     moco.queue_group, moco.queue_valid())
         moco.enqueue(out.k, batch["label"], batch["group"], second)
         return StepResult(value, stats, update)
 

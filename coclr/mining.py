@@ -45,3 +45,13 @@ def purity(indices, label, queue_label) -> float:
         return float("nan")
     correct = queue_label[indices.clamp(min=0)] == label[:, None]
     return (correct & hit).sum().item() / hit.sum().item()
+
+
+def purity_baseline(label, group, queue_label, queue_group, valid) -> float:
+    """The purity of picking candidates at random: the level that mining has to beat.
+
+    Candidates are the real queue entries outside the anchor's own group, as in mining.
+    """
+    candidate = (group[:, None] != queue_group[None, :]) & valid[None, :]
+    same = (queue_label[None, :] == label[:, None]) & candidate
+    return same.sum().item() / max(candidate.sum().item(), 1)

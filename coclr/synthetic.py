@@ -69,6 +69,7 @@ class Config:
     shake: float = 0.0  # camera jitter: standard deviation of a per-frame offset, pixels
     distractors: int = 1  # drifting sprites that do not carry the class
     distractor_speed: float = 1.0  # maximum distractor speed, pixels per frame
+    speed: float = 1.0  # multiplies every motion amplitude in MOTIONS
     actor_size: float = 0.35  # mean side of an actor sprite, fraction of the frame
     grain: float = 12.0  # background texture feature size is size / grain
 
@@ -88,8 +89,8 @@ class VideoSpec:
 class _Draw:
     """The random parameters of one actor's motion (see MOTIONS)."""
 
-    def __init__(self, rng: np.random.Generator):
-        self.v = rng.uniform(0.75, 1.25)
+    def __init__(self, rng: np.random.Generator, speed: float):
+        self.v = rng.uniform(0.75, 1.25) * speed
         self.sign = rng.choice([-1.0, 1.0])
         self.phase = rng.uniform(0, 2 * math.pi)
         self.period = rng.uniform(6.0, 10.0)
@@ -183,19 +184,21 @@ def render(cfg: Config, spec: VideoSpec) -> tuple[np.ndarray, np.ndarray]:
     this = _rng(cfg, spec.label, spec.group, spec.clip)
     margin = int(math.ceil((cfg.pan * T + 3 * cfg.shake) * u)) + 2
     scene = _texture(look, 2 * s + 2 * margin, 2 * s + 2 * margin, s / cfg.grain)
-    actors = [_sprite(look, int(round(s * cfg.actor_size * look.uniform(0.85, 1.15)))) for _ in range(2)]
+    side = (cfg.actor_size - 0.05, cfg.actor_size + 0.05)
+    actors = [_sprite(look, int(round(s * look.uniform(*side)))) for _ in range(2)]
     extras = [_sprite(look, int(round(s * look.uniform(0.18, 0.25)))) for _ in range(cfg.distractors)]
 
     gain = this.uniform(0.8, 1.2)
     origin = this.uniform(margin, margin + s, 2)  # where in the scene this clip was "shot"
     pan_dir, pan_speed = this.uniform(0, 2 * math.pi), this.uniform(0, cfg.pan) * u
     pan = np.arange(T)[:, None] * pan_speed * np.array([math.cos(pan_dir), math.sin(pan_dir)])
-    pan += np.clip(this.normal(0, cfg.shake * u, (T, 2)), -3 * cfg.shake * u, 3 * cfg.shake * u)
+    if cfg.shake > 0:
+        pan += np.clip(this.normal(0, cfg.shake * u, (T, 2)), -3 * cfg.shake * u, 3 * cfg.shake * u)
 
     n_actors = int(this.integers(1, 3))
     poses = np.zeros((T, n_actors, 4))
     for a in range(n_actors):
-        draw = _Draw(this)
+        draw = _Draw(this, cfg.speed)
         rel = np.array([MOTIONS[spec.cls](t, draw) for t in range(T)])
         rel[:, :2] *= u
         span = np.ptp(rel[:, :2], axis=0)

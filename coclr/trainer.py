@@ -45,7 +45,14 @@ class Preempted(SystemExit):
 
 
 def settings_hash(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    """Identity of a run's recipe. Epoch counts and compute resources are left out, so that a
+    run can be extended (more epochs) or moved (other threads/workers) and still resume."""
+    def recipe(value):
+        if isinstance(value, dict):
+            return {k: recipe(v) for k, v in value.items() if k not in ("epochs", "resources")}
+        return value
+
+    return hashlib.sha256(json.dumps(recipe(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def rng_state() -> dict:

@@ -131,3 +131,36 @@ def test_ddp_two_processes_share_one_queue(tmp_path):
     assert sorted(q["queue_label"].tolist()) == [0, 1, 2, 3, 10, 11, 12, 13, 100, 101, 102, 103, 110, 111, 112, 113]
     assert q["queue_group"].tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
     torch.testing.assert_close(q["queue"].norm(dim=0), torch.ones(16))
+
+
+def one_sgd_step(model, x_q, x_k):
+    """Loss and updated query weights after one SGD step (the permutation seeded identically)."""
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    torch.manual_seed(1234)  # shuffle-BN's permutation: rank 0's is broadcast under DDP
+    loss = info_nce(model(x_q, x_k).logits)
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    module = getattr(model, "module", model)
+    return loss.detach(), torch.cat([p.detach().flatten() for p in module.encoder_q.parameters()])
+
+
+def ddp_step_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    x_q, x_k = clips(8, seed=1), clips(8, seed=2)
+    mine = slice(4 * rank, 4 * rank + 4)
+    loss, weights = one_sgd_step(DistributedDataParallel(small_moco(queue_size=16)), x_q[mine], x_k[mine])
+    torch.save({"loss": loss, "weights": weights}, f"{out_dir}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_first_step_matches_one_process_with_the_whole_batch(tmp_path):
+    """Two processes with 4 clips each = one process with 8 clips in two BN groups."""
+    mp.spawn(ddp_step_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in range(2)]
+    loss, weights = one_sgd_step(small_moco(queue_size=16), clips(8, seed=1), clips(8, seed=2))
+    torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, loss, rtol=1e-4, atol=1e-5)
+    for rank in ranks:
+        torch.testing.assert_close(rank["weights"], weights, rtol=1e-4, atol=1e-5)
