@@ -26,7 +26,8 @@ def main() -> None:
     for r in runs:
         d, hp, a, ep = r["design"], r["hp"], r["arch"], r["epochs"]
         design = (f"{d['classes']}cls {d['train_groups']}+{d['test_groups']}g x{d['clips_per_group']} "
-                  f"{d['frames']}f {d['size']}px pan{d['pan']} dis{d['distractors']}")
+                  f"{d['frames']}f {d['size']}px pan{d['pan']} shake{d.get('shake', 0.0)} dis{d['distractors']} "
+                  f"speed{d.get('speed', 1.0)} actor{d.get('actor_size', 0.35)} grain{d.get('grain', 12.0)}")
         hyper = (f"S3D w{a['width']} d{a['depth']}, T{hp['T']} {hp['crop']}px area{hp['min_area']}, "
                  f"B{hp['batch']} Q{hp['queue']} t{hp['temperature']} m{hp['momentum']} lr{hp['lr']}, "
                  f"ep {ep['infonce']}/{ep['coclr']}/{ep['uber']}, K{r['topk']} p{r['drop_self']}")

@@ -26,6 +26,7 @@ rule cotrain:
         settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", "cotrain"),
         launcher=train_launcher(),
         run_dir="runs/{dataset}/coclr_c{cycle}_{view}",
+    priority: 10  # the CoCLR chain is the critical path
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],

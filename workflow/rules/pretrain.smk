@@ -16,6 +16,8 @@ rule pretrain:
         settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", w.loss),
         launcher=train_launcher(),
         run_dir="runs/{dataset}/{loss}_{view}",
+    # InfoNCE starts the CoCLR chain (the critical path); the oracle can wait.
+    priority: lambda w: 10 if w.loss == "infonce" else 0
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],
