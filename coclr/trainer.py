@@ -159,8 +159,9 @@ class Trainer:
                     sampler.set_epoch(self.epoch)
                 self.model.train()
                 totals, steps, clips, start = {}, 0, 0, time.time()
-                bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=logger is None,
-                           leave=False, file=sys.stderr)
+                # Progress bars on a terminal only: job logs get one summary line per epoch.
+                bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False, file=sys.stderr,
+                           disable=True if logger is None else None)
                 for i, batch in enumerate(bar):
                     with autocast:
                         result = step(batch)

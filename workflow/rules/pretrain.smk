@@ -16,8 +16,9 @@ rule pretrain:
         settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", w.loss),
         launcher=train_launcher(),
         run_dir="runs/{dataset}/{loss}_{view}",
-    # InfoNCE starts the CoCLR chain (the critical path); the oracle can wait.
-    priority: lambda w: 10 if w.loss == "infonce" else 0
+    # InfoNCE starts the CoCLR chain (the critical path); the oracle runs beside the chain,
+    # its longer RGB job first, before any evaluation job.
+    priority: lambda w: 10 if w.loss == "infonce" else (6 if w.view == "rgb" else 5)
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],
