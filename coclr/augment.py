@@ -102,9 +102,11 @@ class ClipAugment:
         """rgb uint8 (T, H, W, 3) and/or flow (T, H, W, 2) pixels -> network inputs (C, T, S, S)."""
         height, width = (rgb if rgb is not None else flow).shape[1:3]
         if self.train:
-            box, flip = sample_crop(height, width, self.crop_area), random.random() < 0.5
-        else:
-            box, flip = centre_crop_box(height, width), False
+            return self.apply(sample_crop(height, width, self.crop_area), random.random() < 0.5, rgb, flow)
+        return self.apply(centre_crop_box(height, width), False, rgb, flow)
+
+    def apply(self, box, flip, rgb=None, flow=None):
+        """One given crop box and flip (plus, in training, a colour draw) -> network inputs."""
         out = {}
         if rgb is not None:
             video = crop_rgb(rgb, box, self.size, flip)

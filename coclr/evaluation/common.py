@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from coclr.augment import crop_flow, crop_rgb, flow_input, rgb_input
 from coclr.clips import ClipReader, DenseClipDataset, usable_videos, window_indices
 from coclr.data import flow_store, frame_store
 from coclr.io import atomic_path, sha256
@@ -79,16 +78,9 @@ class TenCropClips(DenseClipDataset):
         position, start, length = self.windows[index]
         video_id = self.videos["video_id"].iloc[position]
         raw = self.reader.read(video_id, window_indices(start, self.frames, self.stride, length))
-        size, channels, negate = self.augment.size, self.augment.flow_channels, self.augment.negate_x
         height, width = next(iter(raw.values())).shape[1:3]
-        crops = {view: [] for view in raw}
-        for box in ten_crop_boxes(height, width):
-            for flip in (False, True):
-                if "rgb" in raw:
-                    crops["rgb"].append(rgb_input(crop_rgb(raw["rgb"], box, size, flip)))
-                if "flow" in raw:
-                    crops["flow"].append(flow_input(crop_flow(raw["flow"], box, size, flip, negate), channels))
-        return {**{view: torch.stack(c) for view, c in crops.items()}, "video": position}
+        crops = [self.augment.apply(box, flip, **raw) for box in ten_crop_boxes(height, width) for flip in (False, True)]
+        return {**{view: torch.stack([c[view] for c in crops]) for view in raw}, "video": position}
 
 
 def dense_clips(videos, reader, clip, flow_channels, ten_crop=False) -> DenseClipDataset:
