@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from coclr.data import VIDEOS, frame_store
+from coclr.data import frame_store
 from coclr.frames import extract_shard
 from coclr.ingest import build_manifest, ucf101_entries
 from coclr.synthetic import Config, generate

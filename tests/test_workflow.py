@@ -1,10 +1,8 @@
 """The Snakemake workflow: dry runs of the DAG, the data stage for real, the whole chain end to end."""
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
