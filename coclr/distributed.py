@@ -25,7 +25,7 @@ def setup(device_kind=None):
 
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def is_main() -> bool:
@@ -37,12 +37,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _reduce_device() -> str:
+    """NCCL reduces CUDA tensors only; gloo reduces CPU tensors."""
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+
+
 def mean_over_processes(value: float) -> float:
     """Average of a scalar over all processes (logs report the global figure)."""
     if not dist.is_initialized():
         return value
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+    t = torch.tensor([value], dtype=torch.float64, device=_reduce_device())
     dist.all_reduce(t)
     return t.item() / dist.get_world_size()
 
@@ -51,8 +55,7 @@ def any_process(flag: bool) -> bool:
     """True if ``flag`` is set in any process (so that all of them act on it together)."""
     if not dist.is_initialized():
         return flag
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([int(flag)], device=device)
+    t = torch.tensor([int(flag)], device=_reduce_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 

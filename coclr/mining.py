@@ -19,6 +19,12 @@ class Mined(NamedTuple):
     indices: torch.Tensor  # (B, topk) queue indices mined, -1 where there were too few candidates
 
 
+def candidates(group, queue_group, valid=None):
+    """(B, K) bool: queue entries that may be mined, i.e. real keys outside the anchor's group."""
+    candidate = group[:, None] != queue_group[None, :]
+    return candidate if valid is None else candidate & valid[None, :]
+
+
 def mine_positives(second, queue_second, group, queue_group, topk=5, drop_self=0.9, valid=None, generator=None):
     """Positive mask for :func:`coclr.losses.mil_nce`.
 
@@ -27,7 +33,7 @@ def mine_positives(second, queue_second, group, queue_group, topk=5, drop_self=0
     valid: optional (K,) bool, False for queue slots that hold no real key yet.
     """
     same_group = group[:, None] == queue_group[None, :]
-    candidate = ~same_group if valid is None else ~same_group & valid[None, :]
+    candidate = candidates(group, queue_group, valid)
     sim = (second @ queue_second).masked_fill(~candidate, float("-inf"))
     top = sim.topk(min(topk, sim.shape[1]), dim=1)
     hit = torch.isfinite(top.values)
@@ -52,6 +58,6 @@ def purity_baseline(label, group, queue_label, queue_group, valid) -> float:
 
     Candidates are the real queue entries outside the anchor's own group, as in mining.
     """
-    candidate = (group[:, None] != queue_group[None, :]) & valid[None, :]
+    candidate = candidates(group, queue_group, valid)
     same = (queue_label[None, :] == label[:, None]) & candidate
     return same.sum().item() / max(candidate.sum().item(), 1)

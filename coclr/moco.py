@@ -23,12 +23,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from coclr.distributed import world_size
 from coclr.models.encoder import Encoder
 from coclr.models.s3d import build_backbone
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 @torch.no_grad()
