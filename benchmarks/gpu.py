@@ -79,7 +79,7 @@ def main() -> None:
     clip = paper["clip"]
     shape = f"{clip['frames']}x{clip['size']}x{clip['size']}"
     for view in ("rgb", "flow"):
-        for channels_last, compile in gpu_variants() if on_gpu else [(False, False)]:
+        for channels_last, compile in gpu_variants() if on_gpu else [(True, False)]:
             rate = train_clips_per_s(paper, view, device, steps=5 if on_gpu else 1, warmup=3 if compile else 2,
                                      channels_last=channels_last, compile=compile)
             key = f"s3d_{shape}_{view}" + "_cl3d" * channels_last + "_compile" * compile

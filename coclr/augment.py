@@ -1,9 +1,14 @@
 """Clip augmentations and the tensor layout the networks see.
 
 One random draw per clip: every frame of a clip gets the same crop, flip and
-colour change, and the RGB and flow of a clip share crop and flip. Colour
-transforms come from ``torchvision.transforms.v2``, which applies one draw to
-all frames of a (T, C, H, W) video tensor.
+colour change, and the RGB and flow of a clip share crop and flip.
+
+The work is split where it is cheapest. The loader (CPU, per clip) crops,
+flips and resizes, and hands RGB on as uint8: a quarter of the bytes to pin and
+copy. :func:`rgb_input` then turns a batch into network input on the training
+device, where :class:`RandomColour` applies the colour augmentations to the
+whole batch at once with one draw per clip. Per clip on the CPU, colour jitter
+and blur cost ~76 ms a 32x128x128 clip, too slow to feed a GPU (docs/benchmarks.md).
 
 Two deliberate differences from the reference code, both behind options:
 - a horizontal flip negates the x component of flow (the reference did not,
@@ -16,8 +21,7 @@ import math
 import random
 
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
+import torch.nn.functional as nnf
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -42,39 +46,47 @@ def centre_crop_box(height, width):
     return (height - side) // 2, (width - side) // 2, side, side
 
 
+def resized_crop(images, box, size, antialias):
+    """(N, C, H, W) box (top, left, h, w) resized bilinearly to (size, size), as torchvision's resized_crop."""
+    top, left, h, w = box
+    return nnf.interpolate(images[..., top:top + h, left:left + w], size=(size, size), mode="bilinear",
+                           align_corners=False, antialias=antialias)
+
+
 def crop_rgb(frames, box, size, flip):
-    """uint8 (T, H, W, 3) -> float (T, 3, size, size) in [0, 1]."""
-    video = frames.permute(0, 3, 1, 2).float().div_(255)
-    video = F.resized_crop(video, *box, [size, size], antialias=True)
-    return F.horizontal_flip(video) if flip else video
+    """uint8 (T, H, W, 3) -> uint8 (T, 3, size, size)."""
+    video = resized_crop(frames.permute(0, 3, 1, 2), box, size, antialias=True)
+    return video.flip(-1) if flip else video
 
 
 def crop_flow(flow, box, size, flip, negate_x=True):
     """Flow (T, H, W, 2) in pixels -> (T, 2, size, size) in pixels of the resized crop."""
     top, left, h, w = box
-    field = F.resized_crop(flow.permute(0, 3, 1, 2), *box, [size, size], antialias=False)
+    field = resized_crop(flow.permute(0, 3, 1, 2), box, size, antialias=False)
     field = field * torch.tensor([size / w, size / h]).view(1, 2, 1, 1)
     if flip:
-        field = F.horizontal_flip(field)
+        field = field.flip(-1)
         if negate_x:
             field[:, 0].neg_()
     return field
 
 
-def colour_transform(size):
-    """The notes' colour augmentations; one draw per call, shared by all frames."""
-    kernel = max(3, (size // 10) | 1)
-    return v2.Compose([
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
-    ])
+def rgb_input(clips, colour=None):
+    """uint8 (..., T, 3, H, W) -> normalised float network input (..., 3, T, H, W), coloured by ``colour``."""
+    video = clips.float() / 255
+    if colour is not None:
+        video = colour(video)
+    mean = video.new_tensor(RGB_MEAN).view(3, 1, 1)
+    std = video.new_tensor(RGB_STD).view(3, 1, 1)
+    return ((video - mean) / std).transpose(-4, -3)
 
 
-def rgb_input(video):
-    """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W) network input."""
-    video = F.normalize(video, RGB_MEAN, RGB_STD)
-    return video.permute(1, 0, 2, 3).contiguous()
+def to_device(batch, device, colour=None):
+    """Move a (nested) batch to ``device``; its uint8 RGB clips become network input there (coloured by ``colour``)."""
+    if isinstance(batch, dict):
+        return {k: rgb_input(v.to(device, non_blocking=True), colour) if k == "rgb" else to_device(v, device, colour)
+                for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if torch.is_tensor(batch) else batch
 
 
 def flow_input(field, channels=2):
@@ -85,32 +97,118 @@ def flow_input(field, channels=2):
     """
     if channels == 2:
         return (field / FLOW_BOUND).clamp_(-1, 1).permute(1, 0, 2, 3).contiguous()
-    quantised = ((field.clamp(-FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * (255 / (2 * FLOW_BOUND))).round() / 255
-    image = torch.stack([torch.full_like(quantised[:, 0], 128 / 255), quantised[:, 1], quantised[:, 0]], dim=1)
-    return rgb_input(image)
+    codes = ((field.clamp(-FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * (255 / (2 * FLOW_BOUND))).round()
+    image = torch.stack([torch.full_like(codes[:, 0], 128), codes[:, 1], codes[:, 0]], dim=1)
+    return rgb_input(image).contiguous()
 
 
 class ClipAugment:
-    """Random crop, flip and colour for a clip's RGB and/or flow, drawn once per clip."""
+    """Random crop and flip for a clip's RGB and/or flow, drawn once per clip (colour: :class:`RandomColour`)."""
 
     def __init__(self, size, crop_area=(0.2, 1.0), flow_channels=2, flip_negates_flow_x=True, train=True):
         self.size, self.crop_area, self.train = size, tuple(crop_area), train
         self.flow_channels, self.negate_x = flow_channels, flip_negates_flow_x
-        self.colour = colour_transform(size)
 
     def __call__(self, rgb=None, flow=None):
-        """rgb uint8 (T, H, W, 3) and/or flow (T, H, W, 2) pixels -> network inputs (C, T, S, S)."""
+        """rgb uint8 (T, H, W, 3) and/or flow (T, H, W, 2) pixels -> rgb uint8 (T, 3, S, S), flow input (C, T, S, S)."""
         height, width = (rgb if rgb is not None else flow).shape[1:3]
         if self.train:
             return self.apply(sample_crop(height, width, self.crop_area), random.random() < 0.5, rgb, flow)
         return self.apply(centre_crop_box(height, width), False, rgb, flow)
 
     def apply(self, box, flip, rgb=None, flow=None):
-        """One given crop box and flip (plus, in training, a colour draw) -> network inputs."""
+        """One given crop box and flip -> the clip's RGB (uint8, for :func:`rgb_input`) and flow network input."""
         out = {}
         if rgb is not None:
-            video = crop_rgb(rgb, box, self.size, flip)
-            out["rgb"] = rgb_input(self.colour(video) if self.train else video)
+            out["rgb"] = crop_rgb(rgb, box, self.size, flip)
         if flow is not None:
             out["flow"] = flow_input(crop_flow(flow, box, self.size, flip, self.negate_x), self.flow_channels)
         return out
+
+
+# -- colour, per batch on the training device ---------------------------------------------
+
+def grayscale(video):
+    """ITU-R 601 luma of (..., 3, H, W), keeping a channel axis of 1."""
+    r, g, b = video.unbind(-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def adjust_brightness(video, factor):
+    return (video * factor).clamp_(0, 1)
+
+
+def adjust_contrast(video, factor):
+    """Blend each frame with its mean luma."""
+    mean = grayscale(video).mean(dim=(-3, -2, -1), keepdim=True)
+    return (factor * video + (1 - factor) * mean).clamp_(0, 1)
+
+
+def adjust_saturation(video, factor):
+    return (factor * video + (1 - factor) * grayscale(video)).clamp_(0, 1)
+
+
+def adjust_hue(video, shift):
+    """Rotate the hue by ``shift`` turns in HSV, as torchvision does (elementwise, no table lookups)."""
+    value = video.amax(dim=-3, keepdim=True)
+    delta = value - video.amin(dim=-3, keepdim=True)
+    saturation = delta / value.clamp_min(1e-12)  # grey pixels: delta 0, so saturation 0 and hue irrelevant
+    rc, gc, bc = ((value - video) / delta.clamp_min(1e-12)).unbind(-3)
+    r, g, _ = video.unbind(-3)
+    top = value.squeeze(-3)
+    hue = torch.where(top == r, bc - gc, torch.where(top == g, 2 + rc - bc, 4 + gc - rc)).unsqueeze(-3) / 6 + shift
+    sector = (hue - hue.floor()) * 6  # hue in sixths of a turn, in [0, 6)
+    # channel c of an HSV colour: v - v s clamp(min(k, 4 - k), 0, 1), k = (n_c + sector) mod 6, n = 5, 3, 1
+    k = video.new_tensor([5.0, 3.0, 1.0]).view(3, 1, 1) + sector
+    k = k - 6 * (k >= 6)
+    return value - value * saturation * torch.minimum(k, 4 - k).clamp_(0, 1)
+
+
+def gaussian_blur(video, sigma, kernel):
+    """Separable Gaussian blur of (B, T, 3, H, W) with one ``sigma`` per clip, reflect padding."""
+    taps = torch.linspace(-(kernel - 1) / 2, (kernel - 1) / 2, kernel, device=video.device)
+    weights = torch.exp(-0.5 * (taps / sigma[:, None]) ** 2)
+    weights = weights / weights.sum(1, keepdim=True)
+    b, t, c, h, w = video.shape
+    weights = weights.repeat_interleave(t * c, dim=0)  # one kernel per (clip, frame, channel) plane
+    planes = nnf.pad(video.reshape(1, b * t * c, h, w), [kernel // 2] * 4, mode="reflect")
+    planes = nnf.conv2d(planes, weights.view(-1, 1, 1, kernel), groups=b * t * c)
+    planes = nnf.conv2d(planes, weights.view(-1, 1, kernel, 1), groups=b * t * c)
+    return planes.view(b, t, c, h, w)
+
+
+class RandomColour:
+    """The notes' colour augmentations on a batch (B, T, 3, H, W) in [0, 1], one draw per clip.
+
+    Colour jitter (brightness, contrast, saturation 0.4, hue 0.1) with p 0.8,
+    grayscale with p 0.2, Gaussian blur (sigma 0.1-2) with p 0.5. As in
+    torchvision's ColorJitter the four jitters come in a random order; here the
+    order is drawn once per batch (each clip still draws its own factors).
+    """
+
+    def __init__(self, jitter=(0.4, 0.4, 0.4, 0.1), p_jitter=0.8, p_gray=0.2, p_blur=0.5, sigma=(0.1, 2.0)):
+        self.jitter, self.p_jitter, self.p_gray, self.p_blur, self.sigma = jitter, p_jitter, p_gray, p_blur, sigma
+
+    def __call__(self, video):
+        n, dev = len(video), video.device
+        kernel = max(3, (min(video.shape[-2:]) // 10) | 1)  # a tenth of the clip's side, odd
+
+        def draw(p):
+            return torch.rand(n, device=dev) < p
+
+        def factor(mask, low, high, identity):
+            value = torch.empty(n, device=dev).uniform_(low, high)
+            return torch.where(mask, value, identity).view(n, 1, 1, 1, 1)
+
+        jittered = draw(self.p_jitter)
+        b, c, s, h = self.jitter
+        steps = [lambda v: adjust_brightness(v, factor(jittered, 1 - b, 1 + b, 1.0)),
+                 lambda v: adjust_contrast(v, factor(jittered, 1 - c, 1 + c, 1.0)),
+                 lambda v: adjust_saturation(v, factor(jittered, 1 - s, 1 + s, 1.0)),
+                 lambda v: torch.where(jittered.view(n, 1, 1, 1, 1), adjust_hue(v, factor(jittered, -h, h, 0.0)), v)]
+        for step in torch.randperm(4).tolist():
+            video = steps[step](video)
+        video = torch.where(draw(self.p_gray).view(n, 1, 1, 1, 1), grayscale(video).expand_as(video), video)
+        # a sigma of 1e-3 gives the kernel (0, ..., 1, ..., 0): clips not drawn for blur pass unchanged
+        sigma = torch.where(draw(self.p_blur), torch.empty(n, device=dev).uniform_(*self.sigma), 1e-3)
+        return gaussian_blur(video, sigma, kernel)

@@ -12,9 +12,10 @@ import math
 import torch
 
 from coclr import stages
+from coclr.augment import RandomColour, to_device
 from coclr.losses import mil_nce
 from coclr.mining import mine_positives, purity, purity_baseline
-from coclr.models import encoder_state, load_encoder, load_model
+from coclr.models import encoder_state, load_encoder, load_model, place
 from coclr.trainer import StepResult
 
 
@@ -33,7 +34,7 @@ def load_miner(path, view, device):
     checkpoint = load_model(path)
     if checkpoint["view"] != view:
         raise ValueError(f"--miner {path} is a {checkpoint['view']} model; this stage mines with {view}")
-    return load_encoder(checkpoint).to(device).eval().requires_grad_(False)
+    return place(load_encoder(checkpoint), device).eval().requires_grad_(False)
 
 
 def init_encoders(model, path, view) -> None:
@@ -48,10 +49,11 @@ def init_encoders(model, path, view) -> None:
 
 def cotrain_step(model, miner, view, settings, device, generator):
     moco = getattr(model, "module", model)
+    colour = RandomColour()
     mined_view = other(view)
 
     def step(batch):
-        batch = stages.to_device(batch, device)
+        batch = to_device(batch, device, colour)
         with torch.no_grad():
             second = miner(batch["key"][mined_view]).float()
         out = model(batch["query"][view], batch["key"][view])

@@ -44,3 +44,8 @@ def sha256(path, chunk=1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_record(path) -> dict:
+    """Path and content hash: every number can be traced to the file it came from."""
+    return {"path": str(path), "sha256": sha256(path)}

@@ -5,6 +5,7 @@ queued clips of the same class, is the supervised upper bound of the ablation.
 """
 
 from coclr import stages
+from coclr.augment import RandomColour, to_device
 from coclr.losses import info_nce, label_positives, uber_nce
 from coclr.trainer import StepResult
 
@@ -16,9 +17,10 @@ def add_arguments(parser) -> None:
 
 def contrastive_step(model, view, loss, device):
     moco = getattr(model, "module", model)
+    colour = RandomColour()
 
     def step(batch):
-        batch = stages.to_device(batch, device)
+        batch = to_device(batch, device, colour)
         out = model(batch["query"][view], batch["key"][view])
         if loss == "ubernce":
             value = uber_nce(out.logits, label_positives(batch["label"], moco.queue_label))

@@ -18,7 +18,7 @@ from coclr import distributed
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
-from coclr.models import save_model, view_arch
+from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
 from coclr.trainer import Trainer
 
@@ -78,7 +78,7 @@ def build_moco(view, settings, device, second_dim=None) -> MoCo:
     model = MoCo(view_arch(view, settings["model"]), dim=moco_settings.get("dim", 128),
                  queue_size=moco_settings.get("queue_size", 2048), momentum=moco_settings.get("momentum", 0.999),
                  temperature=moco_settings.get("temperature", 0.07), second_dim=second_dim)
-    return model.to(device)
+    return place(model, device)
 
 
 def trainer(ctx, model, args, schedule: dict) -> Trainer:
@@ -87,13 +87,6 @@ def trainer(ctx, model, args, schedule: dict) -> Trainer:
     optim = ctx.settings["optim"]
     return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule.get("lr_steps", []),
                    lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device)
-
-
-def to_device(batch, device):
-    """Move a (nested) batch of tensors to ``device``."""
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch.to(device, non_blocking=True) if torch.is_tensor(batch) else batch
 
 
 def export(ctx, model, args, trainer, history, extra_meta=None) -> None:

@@ -27,8 +27,9 @@ SETTINGS = {
 
 def batch(n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    clip = lambda c: torch.randn(n, c, 4, 32, 32, generator=g)  # noqa: E731
-    return {"query": {"rgb": clip(3), "flow": clip(2)}, "key": {"rgb": clip(3), "flow": clip(2)},
+    rgb = lambda: torch.randint(0, 256, (n, 4, 3, 32, 32), generator=g, dtype=torch.uint8)  # noqa: E731
+    flow = lambda: torch.randn(n, 2, 4, 32, 32, generator=g)  # noqa: E731
+    return {"query": {"rgb": rgb(), "flow": flow()}, "key": {"rgb": rgb(), "flow": flow()},
             "label": torch.arange(n) % 2, "group": torch.arange(n), "index": torch.arange(n)}
 
 

@@ -173,7 +173,7 @@ def test_features_average_dense_windows_per_video(shard):
     for row, greys in zip(out["features"], GREYS.values()):
         np.testing.assert_allclose(row.numpy(), expected_mean(greys), atol=0.03)
     ten = per_video_mean(lambda clips: clips.mean(dim=(2, 3, 4)), TenCropClips(videos, reader, CLIP), "rgb", 2)
-    assert TenCropClips(videos, reader, CLIP)[0]["rgb"].shape == (10, 3, 4, 16, 16)
+    assert TenCropClips(videos, reader, CLIP)[0]["rgb"].shape == (10, 4, 3, 16, 16)  # uint8 (crops, T, C, H, W)
     torch.testing.assert_close(ten, out["features"], atol=0.03, rtol=0)  # uniform frames: every crop alike
 
 

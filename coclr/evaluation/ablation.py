@@ -13,8 +13,7 @@ import re
 import time
 from pathlib import Path
 
-from coclr.evaluation.common import file_record
-from coclr.io import write_json, write_text
+from coclr.io import file_record, write_json, write_text
 
 VIEWS = ("rgb", "flow", "two_stream")
 VIEW_NAMES = {"rgb": "RGB", "flow": "flow", "two_stream": "two-stream"}

@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from coclr.augment import to_device
 from coclr.clips import ClipReader, DenseClipDataset, usable_videos, window_indices
 from coclr.data import flow_store, frame_store
-from coclr.io import atomic_path, sha256
+from coclr.io import atomic_path, file_record
 
 SPLITS = ("train", "test")
 TEN_CROP_SIDE = 7 / 8  # crop side as a fraction of the short side: corners differ from the centre
@@ -24,11 +25,6 @@ TEN_CROP_SIDE = 7 / 8  # crop side as a fraction of the short side: corners diff
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def file_record(path) -> dict:
-    """Path and content hash: every number can be traced to the file it came from."""
-    return {"path": str(path), "sha256": sha256(path)}
 
 
 def method_name(checkpoint, view) -> str:
@@ -94,7 +90,7 @@ def per_video_mean(fn, dataset: DenseClipDataset, view, batch_size, workers=0, r
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=run_on.type == "cuda")
     sums = counts = None
     for batch in loader:
-        clips = batch[view].to(run_on, non_blocking=True)
+        clips = to_device(batch, run_on)[view]
         crops = clips.shape[1] if clips.dim() == 6 else 1
         out = fn(clips.flatten(0, 1) if clips.dim() == 6 else clips).float()
         out = out.view(len(clips), crops, -1).mean(1).cpu()

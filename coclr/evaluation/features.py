@@ -18,10 +18,10 @@ import time
 import torch
 
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos, file_record,
+from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos, 
                                      method_name, per_video_mean)
-from coclr.io import atomic_path
-from coclr.models import VIEWS, build_backbone, load_backbone, load_model, view_arch
+from coclr.io import atomic_path, file_record
+from coclr.models import VIEWS, build_backbone, load_backbone, load_model, place, view_arch
 
 FORMAT = "coclr-features/1"
 
@@ -53,7 +53,7 @@ def backbone(args, settings):
 
 def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batch_size=16, workers=0) -> dict:
     """Per-video mean of the pooled backbone output over dense windows, for the rows of ``videos``."""
-    net = net.to(device()).eval()
+    net = place(net, device()).eval()
     dataset = dense_clips(videos, reader, clip, flow_channels, ten_crop)
     features = per_video_mean(lambda clips: net(clips).mean(dim=(2, 3, 4)), dataset, view, batch_size, workers)
     return {"features": features, "labels": torch.tensor(videos["label"].to_numpy()),

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from coclr.augment import RandomColour, to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.evaluation.common import (dense_clips, device, evaluation_videos, file_record,
+from coclr.evaluation.common import (dense_clips, device, evaluation_videos, 
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
-from coclr.io import write_json
-from coclr.models import load_backbone, load_model
+from coclr.io import file_record, write_json
+from coclr.models import load_backbone, load_model, place
 
 
 def add_arguments(parser) -> None:
@@ -73,12 +74,14 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, workers=0
     loader = DataLoader(samples, batch_size=tune["batch_size"], shuffle=True, num_workers=workers,
                         drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
     autocast = torch.autocast(run_on.type, dtype=torch.bfloat16, enabled=run_on.type == "cuda")
+    colour = RandomColour()
     curve, best_state = [], None
     for epoch in range(tune["epochs"]):
         model.train()
         for batch in loader:
             with autocast:
-                loss = F.cross_entropy(model(batch[view].to(run_on)), batch["label"].to(run_on))
+                batch = to_device(batch, run_on, colour)
+                loss = F.cross_entropy(model(batch[view]), batch["label"])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -108,7 +111,7 @@ def run(args) -> None:
     manifest, videos, reader = evaluation_videos(args, view)
     train, test = videos["train"], videos["test"]
     classes = int(manifest["label"].max()) + 1
-    model = Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]).to(device())
+    model = place(Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]), device())
     fit, held = holdout_split(train["label"], train["group"], settings["finetune"]["holdout"], args.seed)
     curve = fine_tune(model, train.iloc[fit.numpy()], train.iloc[held.numpy()], reader, settings, view, flow_channels,
                       resources.get("workers", 0))

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.evaluation.common import (device, file_record, fuse_probabilities, holdout_split, save_probabilities,
+from coclr.evaluation.common import (device, fuse_probabilities, holdout_split, save_probabilities,
                                      topk_accuracy)
 from coclr.evaluation.features import load_features
-from coclr.io import write_json
+from coclr.io import file_record, write_json
 
 
 def add_arguments(parser) -> None:

@@ -12,9 +12,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from coclr.evaluation.common import file_record
 from coclr.evaluation.features import load_features
-from coclr.io import write_json
+from coclr.io import file_record, write_json
 
 KS = (1, 5, 10, 20, 50)
 
