@@ -92,7 +92,7 @@ def write_folders(store, out) -> list:
     for video_id in video_ids:
         folder = Path(out) / video_id
         folder.mkdir(parents=True, exist_ok=True)
-        for i, jpeg in enumerate(store._dataset(video_id)[:]):
+        for i, jpeg in enumerate(store.encoded(video_id)):
             (folder / f"img_{i + 1:05d}.jpg").write_bytes(jpeg.tobytes())
     return video_ids
 

@@ -1,10 +1,13 @@
 """Reading frames and flow back from the HDF5 shards.
 
-Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.shards`):
-one HDF5 dataset per video at ``videos/<video_id>`` (``video_id`` is the path
-relative to the dataset root without extension, e.g. ``Class/v_Class_g08_c01``),
-one variable-length uint8 element per frame (encoded bytes); the root
-attribute ``failures`` lists the videos that could not be decoded.
+Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.shards`
+through :func:`write_video`): one HDF5 dataset per video at ``videos/<video_id>``
+(``video_id`` is the path relative to the dataset root without extension, e.g.
+``Class/v_Class_g08_c01``) holding the video's encoded frames back to back as
+one uint8 array; its attribute ``offsets`` (T + 1 int64) says where frame i
+starts and ends. A clip is then one contiguous read, however many frames it
+spans. The root attribute ``layout`` names this layout and ``failures`` lists
+the videos that could not be decoded.
 
 :class:`ShardStore` opens files lazily, once per process, so that every
 DataLoader worker gets its own handles and no item reopens a file.
@@ -20,6 +23,33 @@ import numpy as np
 import torch
 
 VIDEOS = "videos"
+LAYOUT = "blob+offsets/1"
+
+
+def create_shard(path) -> h5py.File:
+    """A new, writable shard (``libver="latest"`` lifts the 64 KiB attribute limit on long videos' offsets)."""
+    f = h5py.File(path, "w", libver="latest")
+    f.attrs["layout"] = LAYOUT
+    f.create_group(VIDEOS)
+    return f
+
+
+def write_video(shard: h5py.File, video_id, encoded, **attrs) -> None:
+    """Store one video's encoded frames (a list of uint8 arrays) as one blob plus frame offsets."""
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(buf) for buf in encoded])
+    blob = np.concatenate(encoded) if encoded else np.empty(0, dtype=np.uint8)
+    dataset = shard[VIDEOS].create_dataset(video_id, data=blob)
+    dataset.attrs.update(offsets=offsets, **attrs)
+
+
+def read_encoded(dataset, start=0, stop=None, offsets=None) -> list:
+    """Encoded frames ``start:stop`` of one video's dataset: one read, then zero-copy views per frame."""
+    offsets = dataset.attrs["offsets"] if offsets is None else offsets
+    stop = len(offsets) - 1 if stop is None else stop
+    base = offsets[start]
+    blob = dataset[base:offsets[stop]]
+    return [blob[offsets[i] - base:offsets[i + 1] - base] for i in range(start, stop)]
 
 
 def shard_failures(h5file) -> list:
@@ -49,11 +79,11 @@ def encode_jpegs(frames: np.ndarray, quality: int) -> list:
 
 def decode_jpegs(encoded) -> np.ndarray:
     """List of JPEG byte arrays -> RGB uint8 frames (T, H, W, 3), decoded straight to RGB."""
-    first = cv2.imdecode(np.asarray(encoded[0], dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+    first = cv2.imdecode(encoded[0], cv2.IMREAD_COLOR_RGB)
     frames = np.empty((len(encoded), *first.shape), dtype=np.uint8)
     frames[0] = first
     for i, buf in enumerate(encoded[1:], start=1):
-        frames[i] = cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+        frames[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
     return frames
 
 
@@ -72,9 +102,12 @@ class ShardStore:
             if not Path(path).exists():
                 raise FileNotFoundError(f"shard {path} does not exist: run the frames/flow stage for it first")
             with h5py.File(path, "r") as f:
+                if f.attrs.get("layout") != LAYOUT:
+                    raise ValueError(f"shard {path} was written by an older coclr (one HDF5 element per frame): "
+                                     "delete it and rerun its frames/flow job (snakemake rebuilds it)")
                 for video_id in list_videos(f):
                     self.index[video_id] = i
-        self._handles = {}
+        self._handles, self._videos = {}, {}
         self._pid = None
 
     def __contains__(self, video_id) -> bool:
@@ -83,27 +116,36 @@ class ShardStore:
     def __getstate__(self):
         # Handles never travel to DataLoader workers: each opens its own.
         state = self.__dict__.copy()
-        state["_handles"], state["_pid"] = {}, None
+        state["_handles"], state["_videos"], state["_pid"] = {}, {}, None
         return state
 
-    def _dataset(self, video_id):
+    def _video(self, video_id):
+        """(dataset, offsets) of one video, looked up once per process."""
         if self._pid != os.getpid():
-            self._handles, self._pid = {}, os.getpid()
-        i = self.index[video_id]
-        if i not in self._handles:
-            self._handles[i] = h5py.File(self.paths[i], "r")
-        return self._handles[i][VIDEOS][video_id]
+            self._handles, self._videos, self._pid = {}, {}, os.getpid()
+        if video_id not in self._videos:
+            i = self.index[video_id]
+            if i not in self._handles:
+                self._handles[i] = h5py.File(self.paths[i], "r")
+            dataset = self._handles[i][VIDEOS][video_id]
+            self._videos[video_id] = dataset, dataset.attrs["offsets"]
+        return self._videos[video_id]
 
     def num_frames(self, video_id) -> int:
-        return len(self._dataset(video_id))
+        return len(self._video(video_id)[1]) - 1
+
+    def encoded(self, video_id, start=0, stop=None) -> list:
+        """Frames ``start:stop`` of one video as stored (encoded bytes, one uint8 array per frame)."""
+        dataset, offsets = self._video(video_id)
+        frames = len(offsets) - 1
+        stop = frames if stop is None else stop
+        if not 0 <= start < stop <= frames:
+            raise IndexError(f"frames {start}:{stop} out of range for {video_id} ({frames} frames)")
+        return read_encoded(dataset, start, stop, offsets)
 
     def read(self, video_id, start=0, stop=None):
         """Frames ``start:stop`` of one video, decoded (a torch tensor)."""
-        dataset = self._dataset(video_id)
-        stop = len(dataset) if stop is None else stop
-        if not 0 <= start < stop <= len(dataset):
-            raise IndexError(f"frames {start}:{stop} out of range for {video_id} ({len(dataset)} frames)")
-        return torch.from_numpy(np.ascontiguousarray(self.decode(dataset[start:stop])))
+        return torch.from_numpy(np.ascontiguousarray(self.decode(self.encoded(video_id, start, stop))))
 
     def read_indices(self, video_id, indices):
         """Arbitrary frames of one video (e.g. a strided window), in the given order."""

@@ -10,11 +10,9 @@ import json
 import sys
 import time
 
-import h5py
-import numpy as np
 import pandas as pd
 
-from coclr.data import VIDEOS, encode_jpegs
+from coclr.data import create_shard, encode_jpegs, write_video
 from coclr.io import atomic_path
 from coclr.video import VideoError, decode
 
@@ -32,8 +30,7 @@ def add_arguments(parser) -> None:
 def extract_shard(videos: pd.DataFrame, out, fps=None, short_side=None, jpeg_quality=90, strict=False) -> dict:
     """Write the frames of ``videos`` (manifest rows) into one shard; return a summary."""
     failures, n_frames, start = [], 0, time.time()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        group = f.create_group(VIDEOS)
+    with atomic_path(out) as tmp, create_shard(tmp) as f:
         for row in videos.itertuples():
             try:
                 frames = decode(row.path, fps=fps, short_side=short_side)
@@ -42,10 +39,8 @@ def extract_shard(videos: pd.DataFrame, out, fps=None, short_side=None, jpeg_qua
                     raise
                 failures.append({"video": row.video_id, "error": str(err)})
                 continue
-            encoded = encode_jpegs(frames, jpeg_quality)
-            dataset = group.create_dataset(row.video_id, shape=(len(encoded),), dtype=h5py.vlen_dtype(np.uint8))
-            dataset[:] = encoded
-            dataset.attrs.update(fps=float(fps or row.fps), height=frames.shape[1], width=frames.shape[2])
+            write_video(f, row.video_id, encode_jpegs(frames, jpeg_quality), fps=float(fps or row.fps),
+                        height=frames.shape[1], width=frames.shape[2])
             n_frames += len(frames)
         f.attrs["failures"] = json.dumps(failures)
         f.attrs["kind"] = "frames"

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coclr.data import decode_jpegs, encode_jpegs, frame_store, shard_failures
+from coclr.data import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
 from coclr.frames import extract_shard
 from coclr.io import atomic_path
 from coclr.video import decode
@@ -40,6 +40,34 @@ def test_reader_opens_each_shard_once_per_process(tiny_dataset):
     for video in list(store.index)[:30]:
         store.read(video, 0, 2)
     assert len(store._handles) == len({store.index[v] for v in list(store.index)[:30]})
+
+
+def test_a_clip_is_one_read_of_the_video_blob(tmp_path):
+    frames = [np.full(n, n, dtype=np.uint8) for n in (3, 1, 4, 2)]  # stand-ins for encoded frames
+    with create_shard(tmp_path / "s.h5") as f:
+        write_video(f, "A/v_A_g01_c01", frames, fps=25.0)
+        write_video(f, "A/v_A_g02_c01", [])
+    store = frame_store([tmp_path / "s.h5"])
+    assert store.num_frames("A/v_A_g01_c01") == 4 and store.num_frames("A/v_A_g02_c01") == 0
+    got = store.encoded("A/v_A_g01_c01", 1, 3)
+    assert [g.tolist() for g in got] == [[1], [4, 4, 4, 4]]
+    assert got[0].base is got[1].base  # views of one read
+    with pytest.raises(IndexError, match="A/v_A_g01_c01"):
+        store.encoded("A/v_A_g01_c01", 2, 5)
+
+
+def test_offsets_of_long_videos_fit(tmp_path):
+    frames = [np.zeros(1, dtype=np.uint8)] * 20000  # offsets of 160 kB: over HDF5's compact attribute limit
+    with create_shard(tmp_path / "s.h5") as f:
+        write_video(f, "v", frames)
+    assert frame_store([tmp_path / "s.h5"]).num_frames("v") == 20000
+
+
+def test_shards_of_the_old_per_frame_layout_are_refused_with_the_fix(tmp_path):
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        f.create_dataset(f"{VIDEOS}/A/v", shape=(2,), dtype=h5py.vlen_dtype(np.uint8))
+    with pytest.raises(ValueError, match="old.h5.*rerun"):
+        frame_store([tmp_path / "old.h5"])
 
 
 def test_corrupt_video_is_recorded_not_fatal(tiny_dataset, tmp_path):

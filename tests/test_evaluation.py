@@ -2,7 +2,6 @@
 
 import json
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +11,7 @@ from torch import nn
 from coclr.augment import RGB_MEAN, RGB_STD
 from coclr.cli import main
 from coclr.clips import ClipReader
-from coclr.data import VIDEOS, encode_jpegs, frame_store
+from coclr.data import create_shard, encode_jpegs, frame_store, write_video
 from coclr.evaluation import features, linear_probe, retrieval
 from coclr.evaluation.common import TenCropClips, fuse_probabilities, holdout_split, per_video_mean, save_probabilities
 from coclr.models import Encoder, build_backbone, save_model
@@ -144,11 +143,10 @@ GREYS = {"A/v_A_g01_c01": [10, 50, 90, 130, 170, 210, 250, 30], "A/v_A_g02_c01":
 def shard(tmp_path):
     """A frame shard with grey frames (one grey level per frame), and its manifest."""
     path = tmp_path / "shard_00000.h5"
-    with h5py.File(path, "w") as f:
+    with create_shard(path) as f:
         for video_id, greys in GREYS.items():
             frames = np.stack([np.full((12, 16, 3), g, np.uint8) for g in greys])
-            dataset = f.create_dataset(f"{VIDEOS}/{video_id}", shape=(len(frames),), dtype=h5py.vlen_dtype(np.uint8))
-            dataset[:] = encode_jpegs(frames, 95)
+            write_video(f, video_id, encode_jpegs(frames, 95))
     rows = [{"video_id": v, "label": int(v[0] == "B"), "split": split, "group": v[:-4]}
             for v in GREYS for split in ("train", "test")]
     manifest = tmp_path / "manifest.csv"

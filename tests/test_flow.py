@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from coclr.data import encode_jpegs, flow_store
+from coclr.data import create_shard, decode_jpegs, encode_jpegs, flow_store, read_encoded, write_video
 from coclr.flow import compute_flow
 from coclr.flow.quantise import BOUND, decode_field, dequantise, encode_field, quantise
+from coclr.flow import shards
 from coclr.flow.shards import flow_shard, grayscale, read_flow
 from coclr.flow.synthetic import endpoint_error, make_pair, make_pairs
 from coclr.flow.tvl1 import _median
@@ -104,12 +105,9 @@ def test_quantisation_round_trip_within_half_a_step():
 
 def _frame_shard(path, videos, failed):
     """A frame shard in the layout of coclr.frames: JPEG frames under videos/<id>."""
-    with h5py.File(path, "w") as f:
+    with create_shard(path) as f:
         for video_id, frames in videos.items():
-            encoded = encode_jpegs(frames, 95)
-            ds = f.create_dataset(f"videos/{video_id}", shape=(len(encoded),), dtype=h5py.vlen_dtype(np.uint8))
-            ds[:] = encoded
-            ds.attrs.update(fps=25.0, height=frames.shape[1], width=frames.shape[2])
+            write_video(f, video_id, encode_jpegs(frames, 95), fps=25.0, height=frames.shape[1], width=frames.shape[2])
         f.attrs["failures"] = json.dumps([{"video": v, "error": "unreadable"} for v in failed])
 
 
@@ -125,14 +123,14 @@ def test_flow_shard_aligns_with_frame_shard(tmp_path):
     _frame_shard(tmp_path / "frames.h5", videos, failed=["Jump/v_Jump_g02_c01"])
     flow_shard(tmp_path / "frames.h5", tmp_path / "flow.h5", batch_size=2)
     with h5py.File(tmp_path / "frames.h5") as f:
-        rgb = cv2.cvtColor(cv2.imdecode(f["videos/Run/v_Run_g01_c01"][2], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        gray = grayscale(np.stack([rgb, cv2.cvtColor(cv2.imdecode(f["videos/Run/v_Run_g01_c01"][3], 1), 4)]))
+        gray = grayscale(decode_jpegs(read_encoded(f["videos/Run/v_Run_g01_c01"], 2, 4)))
     with h5py.File(tmp_path / "flow.h5") as f:
         assert f.attrs["bound"] == BOUND and f.attrs["method"] == "tvl1"
         assert json.loads(f.attrs["parameters"])["tau"] == 0.25
         assert f.attrs["source"] == str(tmp_path / "frames.h5") and f.attrs["encoding"]
         assert "Jump/v_Jump_g02_c01" not in f["videos"]
-        assert len(f["videos/Run/v_Run_g01_c01"]) == 3 and len(f["videos/Jump/v_Jump_g03_c01"]) == 0
+        assert len(f["videos/Run/v_Run_g01_c01"].attrs["offsets"]) == 4  # 3 fields
+        assert len(f["videos/Jump/v_Jump_g03_c01"].attrs["offsets"]) == 1  # none
         last = read_flow(f["videos/Run/v_Run_g01_c01"], 2, 3)
     assert last.shape == (1, 40, 48, 2) and last.dtype == torch.float32
     expected = compute_flow(gray[:1], gray[1:])[0].transpose(1, 2, 0)
@@ -147,7 +145,7 @@ def test_cli_writes_a_flow_shard(tmp_path):
           "--batch-size", "4", "--param", "warps=3", "--param", "lambda_=0.2")
     with h5py.File(tmp_path / "flow.h5") as f:
         assert json.loads(f.attrs["parameters"])["warps"] == 3
-        assert len(f["videos/A/v_A_g01_c01"]) == 2
+        assert len(f["videos/A/v_A_g01_c01"].attrs["offsets"]) == 3  # 2 fields
 
 
 def test_colour_wheel_image(tmp_path):
@@ -158,3 +156,23 @@ def test_colour_wheel_image(tmp_path):
     assert rgb[10, 20, 0] > 200 and rgb[10, 20, 2] < 60  # rightwards is red
     save_png(tmp_path / "wheel.png", rgb)
     assert cv2.imread(str(tmp_path / "wheel.png")).shape == (21, 21, 3)
+
+
+def test_flow_batches_halve_on_out_of_memory_and_give_the_same_flow(tmp_path, monkeypatch):
+    videos = {"Run/v_Run_g01_c01": _moving_video(0, 5), "Run/v_Run_g02_c01": _moving_video(1, 4)}
+    _frame_shard(tmp_path / "frames.h5", videos, failed=[])
+    flow_shard(tmp_path / "frames.h5", tmp_path / "reference.h5", batch_size=2)
+    real = shards.compute_flow
+
+    def small_gpu(prev, nxt, **kwargs):  # a device on which only 2 pairs fit
+        if len(prev) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(prev, nxt, **{**kwargs, "device": "cpu"})  # computed here, on the CPU
+
+    monkeypatch.setattr(shards, "compute_flow", small_gpu)
+    summary = flow_shard(tmp_path / "frames.h5", tmp_path / "flow.h5", batch_size="auto", device="cuda:0")
+    assert summary["batch_size"] == 2 and summary["fields"] == 7
+    monkeypatch.setattr(shards, "compute_flow", real)
+    reference, adapted = flow_store([tmp_path / "reference.h5"]), flow_store([tmp_path / "flow.h5"])
+    for video_id in videos:
+        assert torch.equal(reference.read(video_id), adapted.read(video_id))

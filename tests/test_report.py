@@ -1,13 +1,12 @@
 """Report figures: each one, drawn from small hand-made pipeline outputs, is a PNG (the table an HTML table)."""
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from coclr import report
-from coclr.data import VIDEOS, encode_jpegs
+from coclr.data import create_shard, encode_jpegs, write_video
 from coclr.evaluation.features import FORMAT
 from coclr.flow.quantise import encode_field, quantise
 from conftest import coclr
@@ -58,13 +57,11 @@ def shards(tmp_path):
     rng = np.random.default_rng(0)
     ids = video_ids("train", 4) + video_ids("test", 3)
     frames_path, flow_path = tmp_path / "frames.h5", tmp_path / "flow.h5"
-    with h5py.File(frames_path, "w") as frames, h5py.File(flow_path, "w") as flow:
+    with create_shard(frames_path) as frames, create_shard(flow_path) as flow:
         for video_id in ids:
             for f, elements in ((frames, encode_jpegs(rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8), 90)),
                                 (flow, [encode_field(quantise(rng.normal(0, 3, (24, 24, 2)))) for _ in range(4)])):
-                dataset = f.create_dataset(f"{VIDEOS}/{video_id}", shape=(len(elements),),
-                                           dtype=h5py.vlen_dtype(np.uint8))
-                dataset[:] = elements
+                write_video(f, video_id, elements)
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame({"video_id": ids, "class_name": [v.split("/")[0] for v in ids]}).to_csv(manifest, index=False)
     return {"frames": [frames_path], "flow": [flow_path], "manifest": manifest}
