@@ -76,7 +76,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index):
         row = self.videos.iloc[index]
-        return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label)}
+        return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label), "index": index}
 
 
 class TwoClipDataset(ClipDataset):

@@ -80,7 +80,7 @@ def run(args) -> None:
     miner = load_miner(args.miner, other(args.view), ctx.device)
     model = stages.build_moco(args.view, ctx.settings, ctx.device, second_dim=miner.dim)
     init_encoders(model, args.init, args.view)
-    trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"])
+    trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner])
     generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
     step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator)
     history = trainer.fit(data, step, sampler)

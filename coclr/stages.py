@@ -81,12 +81,13 @@ def build_moco(view, settings, device, second_dim=None) -> MoCo:
     return place(model, device)
 
 
-def trainer(ctx, model, args, schedule: dict) -> Trainer:
-    """The resumable trainer of a stage; the model is wrapped in DDP when there are several processes."""
+def trainer(ctx, model, args, schedule: dict, inputs=()) -> Trainer:
+    """The resumable trainer of a stage (``inputs``: the checkpoints it starts from); the model is
+    wrapped in DDP when there are several processes."""
     wrapped = DistributedDataParallel(model) if ctx.world > 1 else model
     optim = ctx.settings["optim"]
     return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule.get("lr_steps", []),
-                   lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device)
+                   lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device, inputs=inputs)
 
 
 def export(ctx, model, args, trainer, history, extra_meta=None) -> None:

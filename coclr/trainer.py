@@ -28,7 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from coclr import distributed
-from coclr.io import atomic_path
+from coclr.io import atomic_path, sha256
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: the job failed and should be retried
 
@@ -74,13 +74,16 @@ class Trainer:
     """Runs ``epochs`` epochs of ``step`` over ``loader``, resumably."""
 
     def __init__(self, model, run_dir, settings: dict, epochs: int, lr_steps=(), lr=1e-3, weight_decay=1e-5,
-                 device=torch.device("cpu"), trainable=None):
+                 device=torch.device("cpu"), param_groups=None, inputs=()):
+        """``param_groups``: Adam's groups (e.g. a lower lr for a backbone), default every trainable
+        parameter at ``lr``. ``inputs``: files the run starts from (checkpoints); a state saved from
+        other contents of them is not resumed."""
         self.model, self.device, self.epochs = model, device, epochs
         self.run_dir = Path(run_dir)
         self.state_path = self.run_dir / "state.pt"
-        self.settings_id = settings_hash(settings)
-        params = [p for p in (trainable or model).parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        self.settings_id = settings_hash({**settings, "inputs": [sha256(path) for path in inputs]})
+        groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        self.optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(lr_steps), gamma=0.1)
         self.epoch = 0  # first epoch still to run
         self._stop_signal = None
@@ -111,7 +114,7 @@ class Trainer:
         if not self.state_path.exists():
             return
         state = torch.load(self.state_path, map_location=self.device, weights_only=True)
-        if state["settings"] != self.settings_id:
+        if state["settings"] != self.settings_id:  # other settings or other starting checkpoints
             stale = self.state_path.with_name(f"state.stale-{int(time.time())}.pt")
             if distributed.is_main():
                 self.state_path.rename(stale)

@@ -1,5 +1,6 @@
 """Evaluation: probe, selection on training data only, retrieval, two-stream, features, ablation table."""
 
+import csv
 import json
 
 import numpy as np
@@ -175,7 +176,7 @@ def test_features_average_dense_windows_per_video(shard):
     torch.testing.assert_close(ten, out["features"], atol=0.03, rtol=0)  # uniform frames: every crop alike
 
 
-def test_features_and_finetune_entry_points(shard, tmp_path):
+def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
     path, manifest = shard
     settings = {"model": {"width": 0.25, "depth": 3, "flow_channels": 2}, "clip": CLIP,
                 "optim": {"weight_decay": 1e-5}, "resources": {"threads": 1, "workers": 0},
@@ -188,13 +189,26 @@ def test_features_and_finetune_entry_points(shard, tmp_path):
 
     model = tmp_path / "coclr_c1_rgb.pt"
     save_model(model, Encoder(build_backbone(ARCH)).state_dict(), "rgb", ARCH, {"epochs": 3})
-    out, probs = tmp_path / "ft.json", tmp_path / "ft_probs.pt"
-    main(["finetune", "--checkpoint", str(model), "--out", str(out), "--probs", str(probs), *common])
+    out, probs, run_dir = tmp_path / "ft.json", tmp_path / "ft_probs.pt", tmp_path / "ft_run"
+    finetune = ["finetune", "--checkpoint", str(model), "--out", str(out), "--probs", str(probs),
+                "--run-dir", str(run_dir)]
+    main([*finetune, *common])
     result = json.loads(out.read_text())
     assert result["method"] == "coclr_c1" and result["trained_epochs"] == 2
     assert result["checkpoints"][0]["meta"] == {"epochs": 3}
     assert result["selection"]["holdout_videos"] == 2 and len(result["selection"]["holdout_top1"]) == 2
     assert torch.load(probs, weights_only=True)["probs"].shape == (4, 2)
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    assert best["holdout_top1"] == max(result["selection"]["holdout_top1"])
+
+    # A longer schedule resumes from the saved state: only the third epoch runs.
+    settings["finetune"]["epochs"] = 3
+    capsys.readouterr()
+    main([*finetune, "--manifest", str(manifest), "--frames", str(path), "--settings", json.dumps(settings)])
+    assert "at epoch 2" in capsys.readouterr().err
+    with open(run_dir / "metrics.csv", newline="") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3]
+    assert len(json.loads(out.read_text())["selection"]["holdout_top1"]) == 3
 
 
 # -- ablation table ------------------------------------------------------------------------

@@ -66,6 +66,16 @@ def test_changed_settings_start_afresh(tmp_path):
     assert list((tmp_path / "run").glob("state.stale-*.pt"))
 
 
+def test_a_changed_starting_checkpoint_starts_afresh(tmp_path):
+    init = tmp_path / "init.pt"
+    init.write_bytes(b"weights of an upstream stage")
+    model = Toy()
+    Trainer(model, tmp_path / "run", {"a": 1}, epochs=1, inputs=[init]).fit(batches(), regression_step(model))
+    assert Trainer(Toy(), tmp_path / "run", {"a": 1}, epochs=2, inputs=[init]).epoch == 1  # same start: resumed
+    init.write_bytes(b"the upstream stage was rerun")
+    assert Trainer(Toy(), tmp_path / "run", {"a": 1}, epochs=2, inputs=[init]).epoch == 0
+
+
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_state(tmp_path):
     model, trainer = make(tmp_path, epochs=3)
     with pytest.raises(FloatingPointError, match=r"epoch 2, step 3"):

@@ -5,17 +5,21 @@ classifier; Adam with the backbone at a tenth of the head's learning rate
 (weight decay: ``optim.weight_decay``). Each epoch draws one augmented window
 per training video (the pretraining augmentations).
 
-The epoch is chosen by video-level top-1 on held-out training videos (the
-split of the linear probe): the weights of the best epoch are kept. Unlike the
+Training runs in :class:`coclr.trainer.Trainer`, so a killed or preempted job
+resumes from ``--run-dir``. The epoch is chosen by video-level top-1 on held-out
+training videos (the split of the linear probe): after every epoch the held-out
+accuracy is logged and the weights of the best epoch so far are kept in
+``<run-dir>/best.pt``. Unlike the
 probe, the network is not retrained on the whole training split at that epoch
 count: it would double the cost of the most expensive evaluation. Test: dense
 windows, centre crop (or ten crops), class probabilities averaged per video.
 ``--fuse`` averages an RGB and a flow model's test probabilities (two-stream).
 """
 
-import copy
+import csv
 import random
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +32,9 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos, 
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
-from coclr.io import file_record, write_json
+from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
+from coclr.trainer import StepResult, Trainer
 
 
 def add_arguments(parser) -> None:
@@ -44,6 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ten-crop", action="store_true", help="ten crops per test window instead of the centre crop")
     parser.add_argument("--out", required=True, help="result JSON")
     parser.add_argument("--probs", help="where to save the test class probabilities (for two-stream)")
+    parser.add_argument("--run-dir", help="resumable training state and logs (kept across failures)")
     parser.add_argument("--seed", type=int, default=0)
     add_settings_arguments(parser)
 
@@ -63,43 +69,55 @@ def video_probabilities(model, videos, reader, clip, view, flow_channels, ten_cr
     return per_video_mean(lambda clips: model(clips).softmax(1), dataset, view, batch_size, workers)
 
 
-def fine_tune(model, fit, held, reader, settings, view, flow_channels, workers=0):
-    """Train on the ``fit`` videos; keep the epoch with the best top-1 on ``held``. Returns the per-epoch curve."""
+def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, checkpoint, workers=0):
+    """Train on the ``fit`` videos, resumably; load the epoch with the best top-1 on ``held``.
+
+    Returns the held-out top-1 of every epoch (this run's and any resumed one's).
+    """
     tune, clip = settings["finetune"], settings["clip"]
     run_on = device()
-    lr, weight_decay = tune["lr"], settings.get("optim", {}).get("weight_decay", 0.0)
-    optimiser = torch.optim.Adam([{"params": model[0].parameters(), "lr": lr / 10},
-                                  {"params": model[4].parameters(), "lr": lr}], weight_decay=weight_decay)
+    groups = [{"params": list(model[0].parameters()), "lr": tune["lr"] / 10},
+              {"params": list(model[4].parameters()), "lr": tune["lr"]}]
+    trainer = Trainer(model, run_dir, settings, tune["epochs"], lr=tune["lr"],
+                      weight_decay=settings.get("optim", {}).get("weight_decay", 0.0), device=run_on,
+                      param_groups=groups, inputs=[checkpoint])
     samples = ClipDataset(fit, reader, clip, flow_channels)
     loader = DataLoader(samples, batch_size=tune["batch_size"], shuffle=True, num_workers=workers,
                         drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
-    autocast = torch.autocast(run_on.type, dtype=torch.bfloat16, enabled=run_on.type == "cuda")
-    colour = RandomColour()
-    curve, best_state = [], None
-    for epoch in range(tune["epochs"]):
-        model.train()
-        for batch in loader:
-            with autocast:
-                batch = to_device(batch, run_on, colour)
-                loss = F.cross_entropy(model(batch[view]), batch["label"])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+    colour, held_labels = RandomColour(), torch.tensor(held["label"].to_numpy())
+    best_path = Path(run_dir) / "best.pt"
+
+    def best_so_far():
+        best = torch.load(best_path, map_location="cpu", weights_only=True) if best_path.exists() else None
+        return best if best is not None and best["settings"] == trainer.settings_id else None
+
+    def step(batch):
+        batch = to_device(batch, run_on, colour)
+        logits = model(batch[view])
+        accuracy = (logits.argmax(1) == batch["label"]).float().mean().item() * 100
+        return StepResult(F.cross_entropy(logits, batch["label"]), {"train_top1": accuracy})
+
+    def select(metrics):
         probs = video_probabilities(model, held, reader, clip, view, flow_channels, workers=workers)
-        curve.append(topk_accuracy(probs, torch.tensor(held["label"].to_numpy()), ks=(1,))["top1"])
-        if curve[-1] > max(curve[:-1], default=-1.0):
-            best_state = copy.deepcopy(model.state_dict())
-        print(f"epoch {epoch + 1}: loss {loss.item():.3f}, held-out top-1 {curve[-1]:.1f}", flush=True)
-    model.load_state_dict(best_state)
-    return curve
+        metrics["holdout_top1"] = topk_accuracy(probs, held_labels, ks=(1,))["top1"]
+        best = best_so_far()
+        if best is None or metrics["holdout_top1"] > best["holdout_top1"]:
+            with atomic_path(best_path) as tmp:
+                torch.save({"model": model.state_dict(), "holdout_top1": metrics["holdout_top1"],
+                            "epoch": metrics["epoch"], "settings": trainer.settings_id}, tmp)
+
+    trainer.fit(loader, step, on_epoch_end=select)
+    model.load_state_dict(best_so_far()["model"])
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [float(row["holdout_top1"]) for row in csv.DictReader(f)]
 
 
 def run(args) -> None:
     if args.fuse:
         write_json(args.out, fuse_probabilities(*args.fuse, task="finetune"))
         return
-    if not (args.manifest and args.frames):
-        raise SystemExit("fine-tuning needs --manifest and --frames (and --flow for a flow model)")
+    if not (args.manifest and args.frames and args.run_dir):
+        raise SystemExit("fine-tuning needs --manifest, --frames (and --flow for a flow model) and --run-dir")
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
     torch.set_num_threads(resources.get("threads", 1))
@@ -114,7 +132,7 @@ def run(args) -> None:
     model = place(Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]), device())
     fit, held = holdout_split(train["label"], train["group"], settings["finetune"]["holdout"], args.seed)
     curve = fine_tune(model, train.iloc[fit.numpy()], train.iloc[held.numpy()], reader, settings, view, flow_channels,
-                      resources.get("workers", 0))
+                      args.run_dir, args.checkpoint, resources.get("workers", 0))
     probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels, args.ten_crop,
                                 workers=resources.get("workers", 0))
     best = max(range(len(curve)), key=curve.__getitem__) + 1

@@ -110,6 +110,7 @@ rule finetune:
         probs="results/{dataset}/finetune/{method}_{view}.probs.pt",
     params:
         settings=lambda w: settings_json(w.dataset, "model", "clip", "optim", "finetune"),
+        run_dir="runs/{dataset}/finetune_{method}_{view}",
     threads: config["resources"]["threads"]
     resources:
         gpu=min(config["resources"]["gpus"], 1),
@@ -119,7 +120,7 @@ rule finetune:
         "../../envs/coclr.yaml"
     shell:
         "python -m coclr finetune --checkpoint {input.model} --method {wildcards.method} "
-        "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "
+        "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} --run-dir {params.run_dir} "
         "--out {output.result} --probs {output.probs} --settings '{params.settings}' > {log} 2>&1"
 
 
