@@ -76,8 +76,9 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
     """
     tune, clip = settings["finetune"], settings["clip"]
     run_on = device()
-    groups = [{"params": list(model[0].parameters()), "lr": tune["lr"] / 10},
-              {"params": list(model[4].parameters()), "lr": tune["lr"]}]
+    # The head's group first: the trainer logs the first group's lr, i.e. `finetune.lr`.
+    groups = [{"params": list(model[4].parameters()), "lr": tune["lr"]},
+              {"params": list(model[0].parameters()), "lr": tune["lr"] / 10}]
     trainer = Trainer(model, run_dir, settings, tune["epochs"], lr=tune["lr"],
                       weight_decay=settings.get("optim", {}).get("weight_decay", 0.0), device=run_on,
                       param_groups=groups, inputs=[checkpoint])
