@@ -35,7 +35,12 @@ def settings(overrides) -> dict:
         node = resolved
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        try:  # YAML 1.1 reads "3e-3" as a string
+            parsed = float(parsed) if isinstance(parsed, str) else parsed
+        except ValueError:
+            pass
+        node[leaf] = parsed
     return resolved
 
 
