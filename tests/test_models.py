@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from coclr.models import Encoder, S3D, build_backbone, load_backbone, load_encoder, load_model, save_model
+from coclr.models import Encoder, S3D, build_backbone, load_backbone, load_encoder, load_model, place, save_model
 
 LAYOUT = Path(__file__).parent / "fixtures" / "reference_checkpoint_layout.txt"
 
@@ -64,6 +64,15 @@ def test_channels_last_3d_gives_same_output():
         out = model(x.to(memory_format=torch.channels_last_3d))
     assert out.is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_placed_networks_are_channels_last_and_save_contiguous(tmp_path):
+    arch = {"in_channels": 3, "width": 0.25, "depth": 3}
+    encoder = place(Encoder(build_backbone(arch)), torch.device("cpu"))
+    conv = encoder.state_dict()["0.Conv_1a.conv1.weight"]
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    save_model(tmp_path / "m.pt", encoder.state_dict(), "rgb", arch)
+    assert all(t.is_contiguous() for t in load_model(tmp_path / "m.pt")["state_dict"].values())
 
 
 def test_encoder_indices_embedding_and_features():
