@@ -18,7 +18,7 @@ import time
 import torch
 
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos, 
+from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos,
                                      method_name, per_video_mean)
 from coclr.io import atomic_path, file_record
 from coclr.models import VIEWS, build_backbone, load_backbone, load_model, place, view_arch

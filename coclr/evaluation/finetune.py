@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from coclr.augment import RandomColour, to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.evaluation.common import (dense_clips, device, evaluation_videos, 
+from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
 from coclr.io import atomic_path, file_record, write_json
@@ -92,6 +92,9 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
         best = torch.load(best_path, map_location="cpu", weights_only=True) if best_path.exists() else None
         return best if best is not None and best["settings"] == trainer.settings_id else None
 
+    resumed = best_so_far()
+    best_top1 = resumed["holdout_top1"] if resumed is not None else -1.0
+
     def step(batch):
         batch = to_device(batch, run_on, colour)
         logits = model(batch[view])
@@ -99,10 +102,11 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
         return StepResult(F.cross_entropy(logits, batch["label"]), {"train_top1": accuracy})
 
     def select(metrics):
+        nonlocal best_top1
         probs = video_probabilities(model, held, reader, clip, view, flow_channels, workers=workers)
         metrics["holdout_top1"] = topk_accuracy(probs, held_labels, ks=(1,))["top1"]
-        best = best_so_far()
-        if best is None or metrics["holdout_top1"] > best["holdout_top1"]:
+        if metrics["holdout_top1"] > best_top1:
+            best_top1 = metrics["holdout_top1"]
             with atomic_path(best_path) as tmp:
                 torch.save({"model": model.state_dict(), "holdout_top1": metrics["holdout_top1"],
                             "epoch": metrics["epoch"], "settings": trainer.settings_id}, tmp)

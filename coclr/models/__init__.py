@@ -34,7 +34,7 @@ def view_arch(view, model_settings: dict) -> dict:
 
 def place(module, device):
     """Move a network to ``device`` in the channels-last-3d layout its 3-D convolutions and
-    poolings run fastest in (on CPU: training steps 1.6x, inference 2.3x; docs/model.md)."""
+    poolings run fastest in (on CPU: training steps 1.45-1.75x, inference 2.3x; docs/model.md)."""
     return module.to(device=device, memory_format=torch.channels_last_3d)
 
 
