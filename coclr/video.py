@@ -13,6 +13,7 @@ import functools
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import cv2
 import ffmpeg
@@ -63,12 +64,16 @@ def _run(path, args, stdin=None) -> bytes:
 
 
 def probe(path) -> dict:
-    """Frame count, fps and size of a video, read from its container header.
+    """Frame count, fps and displayed size of a video, read from its container header.
 
     OpenCV answers in milliseconds without decoding; when it cannot (no frame
     count, unknown container) we parse the banner of ``ffmpeg -i``. The frame
     count is the header's: a truncated file is only caught by :func:`decode`.
+    Width and height are those of the decoded frames: ffmpeg applies a rotation
+    in the metadata (phone videos), so a quarter turn swaps them.
     """
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise VideoError(path, "empty file (0 bytes)")
     cap = cv2.VideoCapture(str(path))
     try:
         if cap.isOpened():
@@ -78,6 +83,9 @@ def probe(path) -> dict:
                 width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                 height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             )
+            # OpenCV reports the displayed size only when it auto-rotates (its default since 4.5).
+            if int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 180 == 90 and not cap.get(cv2.CAP_PROP_ORIENTATION_AUTO):
+                meta["width"], meta["height"] = meta["height"], meta["width"]
             if min(meta.values()) > 0:
                 return meta
     finally:
@@ -86,7 +94,7 @@ def probe(path) -> dict:
 
 
 def _probe_ffmpeg(path) -> dict:
-    """Metadata from ``ffmpeg -i`` stderr: Duration line and first video stream line."""
+    """Metadata from ``ffmpeg -i`` stderr: Duration line, first video stream line, its rotation."""
     args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)]
     try:
         banner = subprocess.run(args, capture_output=True, timeout=TIMEOUT_S).stderr
@@ -96,15 +104,22 @@ def _probe_ffmpeg(path) -> dict:
     stream = re.search(r"Stream #.*?Video: .*?(\d{2,5})x(\d{2,5}).*?([\d.]+) (?:fps|tbr)", banner)
     duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", banner)
     if not (stream and duration):
+        others = re.findall(r"Stream #\S+ (\w+):", banner)
+        if others and "Video" not in others:
+            raise VideoError(path, f"no video stream (the file holds only {', '.join(sorted(set(others))).lower()})")
         reason = banner.strip().splitlines()[-1] if banner.strip() else "no output from ffmpeg -i"
         raise VideoError(path, f"not a readable video ({reason})")
     hours, minutes, seconds = duration.groups()
     fps = float(stream.group(3))
+    width, height = int(stream.group(1)), int(stream.group(2))
+    rotation = re.search(r"rotation of (-?[\d.]+) degrees", banner[stream.end():])
+    if rotation and round(float(rotation.group(1))) % 180 == 90:
+        width, height = height, width
     return dict(
         num_frames=round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * fps),
         fps=fps,
-        width=int(stream.group(1)),
-        height=int(stream.group(2)),
+        width=width,
+        height=height,
     )
 
 
