@@ -121,3 +121,147 @@ def test_csv_paths_relative_to_the_csv(tmp_path):
     assert manifest["video_id"].tolist() == ["clips/b", "clips/a"]
     assert manifest["path"].tolist() == [str(videos / "b.mp4"), str(videos / "a.mp4")]
     assert manifest["label"].tolist() == [1, 0] and manifest["split"].tolist() == ["test", "train"]
+
+
+# -- bad input: each named with its file (and line), the rest processed ---------------------
+
+def test_empty_audio_only_and_undecodable_files(tmp_path, capsys):
+    root = tmp_path / "videos"
+    cut("bikes", root / "Biking" / "good.mp4", 0, 8, codec="h264")
+    bad_files(root / "Biking")
+    out = tmp_path / "m.csv"
+    ingest(root, out)
+    assert read(out)["video_id"].tolist() == ["Biking/good"]
+    reasons = dict(line.split("\t") for line in (tmp_path / "m.csv.unreadable.txt").read_text().splitlines())
+    assert reasons[str(root / "Biking/empty.mp4")] == "empty file (0 bytes)"
+    assert reasons[str(root / "Biking/audio only.mp4")] == "no video stream (the file holds only audio)"
+    assert reasons[str(root / "Biking/noise.mp4")].startswith("not a readable video (")
+    assert "Invalid data found" in reasons[str(root / "Biking/noise.mp4")]
+    err = capsys.readouterr().err
+    assert "ingest: 3 of 4 listed videos unreadable" in err
+    assert f"  {root / 'Biking/audio only.mp4'}: no video stream" in err
+
+
+def test_duplicate_video_ids_name_both(tmp_path, capsys):
+    root = tmp_path / "videos"
+    cut("bikes", root / "Biking" / "ride.mp4", 0, 8, codec="h264")
+    cut("bikes", root / "Biking" / "ride.mkv", 0, 8, codec="h264")
+    cut("bikes", root / "Biking" / "other.mp4", 20, 8, codec="h264")
+    out = tmp_path / "m.csv"
+    ingest(root, out)
+    assert read(out)["video_id"].tolist().count("Biking/ride") == 1 and len(read(out)) == 2
+    rejected = (tmp_path / "m.csv.rejected.txt").read_text()
+    assert rejected == (f"{root / 'Biking/ride.mp4'}\tvideo id 'Biking/ride' is already listed at "
+                        f"{root / 'Biking/ride.mkv'} (ids are paths without their suffix): remove or rename one\n")
+    assert "ingest: 1 listing lines rejected" in capsys.readouterr().err
+
+
+def test_duplicate_lines_in_a_split_file(tmp_path):
+    from test_ingest import tiny_video
+
+    root, splits = tmp_path / "UCF-101", tmp_path / "lists"
+    splits.mkdir()
+    (splits / "classInd.txt").write_text("1 Archery\n")
+    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nArchery/v_Archery_g02_c01.avi 1\n")
+    (splits / "testlist01.txt").write_text("Archery/v_Archery_g03_c01.avi\nArchery/v_Archery_g01_c01.avi\n")
+    for g in (1, 2, 3):
+        tiny_video(root / f"Archery/v_Archery_g0{g}_c01.avi")
+    out = tmp_path / "m.csv"
+    main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
+          "--out", str(out)])
+    assert len(read(out)) == 3
+    assert (tmp_path / "m.csv.rejected.txt").read_text() == (
+        f"{splits / 'testlist01.txt'} line 2\tvideo id 'Archery/v_Archery_g01_c01' is already listed at "
+        f"{splits / 'trainlist01.txt'} line 1 (ids are paths without their suffix): remove or rename one\n")
+
+
+def test_csv_missing_a_column(tmp_path):
+    listing = tmp_path / "videos.csv"
+    listing.write_text("file,label\na.mp4,bike\n")
+    with pytest.raises(SystemExit, match=r"videos.csv line 1: no `path` column \(header: file,label\); the first line "
+                                         r"must name the columns: path, and optionally label, split, group"):
+        ingest(listing, tmp_path / "m.csv")
+    listing.write_text("path,lable\na.mp4,bike\n")
+    with pytest.raises(SystemExit, match=r"line 1: unknown column\(s\) \['lable'\]; known: path, label, split, group"):
+        ingest(listing, tmp_path / "m.csv")
+
+
+def test_csv_rows_missing_a_cell(tmp_path):
+    cut("bikes", tmp_path / "a.mp4", 0, 8, codec="h264")
+    cut("bikes", tmp_path / "b.mp4", 20, 8, codec="h264")
+    listing = tmp_path / "videos.csv"
+    listing.write_text("path,label,split\na.mp4,bike,train\nb.mp4\n,bike,test\na.mp4,bike,val\n")
+    out = tmp_path / "m.csv"
+    ingest(listing, out)
+    assert read(out)["video_id"].tolist() == ["a"]
+    assert (tmp_path / "m.csv.rejected.txt").read_text() == (
+        f"{listing} line 3\tempty `label`: every row of a CSV with a label column needs one\n"
+        f"{listing} line 4\tempty `path`\n"
+        f"{listing} line 5\tsplit 'val' is not train or test (or empty: held out by hash)\n")
+
+
+def test_label_not_in_classind(tmp_path, capsys):
+    cut("bikes", tmp_path / "a.mp4", 0, 8, codec="h264")
+    cut("carphone", tmp_path / "b.mp4", 0, 8, codec="h264")
+    (tmp_path / "classInd.txt").write_text("1 riding a bike\n")
+    listing = tmp_path / "videos.csv"
+    listing.write_text("path,label\na.mp4,riding a bike\nb.mp4,phoning\n")
+    out = tmp_path / "m.csv"
+    ingest(listing, out, "--classes", tmp_path / "classInd.txt")
+    assert read(out)["class_name"].tolist() == ["riding a bike"]
+    message = f"{listing} line 3: label 'phoning' is not in {tmp_path / 'classInd.txt'}: add it there or fix the label"
+    assert message in capsys.readouterr().err
+    # a UCF101 split file naming a class that classInd.txt lacks
+    from test_ingest import tiny_video
+
+    root, splits = tmp_path / "UCF-101", tmp_path / "lists"
+    splits.mkdir()
+    (splits / "classInd.txt").write_text("1 Archery\n")
+    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 2\n")
+    (splits / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\n")
+    for g in (1, 2):
+        tiny_video(root / f"Archery/v_Archery_g0{g}_c01.avi")
+    main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
+          "--out", str(out)])
+    assert len(read(out)) == 2
+    assert (tmp_path / "m.csv.rejected.txt").read_text() == (
+        f"{splits / 'trainlist01.txt'} line 2\tclass folder 'Bowling' is not in {splits / 'classInd.txt'}\n")
+
+
+def test_split_file_lists_a_missing_class_folder(tmp_path, capsys):
+    from test_ingest import tiny_video
+
+    root, splits = tmp_path / "UCF-101", tmp_path / "lists"
+    splits.mkdir()
+    (splits / "classInd.txt").write_text("1 Archery\n2 Bowling\n")
+    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 2\n")
+    (splits / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\nBowling/v_Bowling_g02_c01.avi\n")
+    for g in (1, 2):
+        tiny_video(root / f"Archery/v_Archery_g0{g}_c01.avi")
+    out = tmp_path / "m.csv"
+    main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
+          "--out", str(out)])
+    assert len(read(out)) == 2
+    err = capsys.readouterr().err
+    assert f"  {splits / 'trainlist01.txt'} line 2: class folder 'Bowling' does not exist under {root}" in err
+    assert f"  {splits / 'testlist01.txt'} line 2: class folder 'Bowling' does not exist under {root}" in err
+    with pytest.raises(SystemExit, match=r"trainlist01.txt line 2: class folder 'Bowling' does not exist"):
+        main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits),
+              "--videos-per-shard", "5", "--out", str(out), "--strict"])
+
+
+def test_hmdb51_split_file_of_a_missing_class_folder(tmp_path, capsys):
+    from test_ingest import tiny_video
+
+    root, splits = tmp_path / "hmdb51", tmp_path / "splits"
+    splits.mkdir()
+    (splits / "brush_hair_test_split1.txt").write_text("a_0.avi 1\na_1.avi 2\n")
+    (splits / "cartwheel_test_split1.txt").write_text("b_0.avi 1\n")
+    tiny_video(root / "brush_hair/a_0.avi")
+    tiny_video(root / "brush_hair/a_1.avi")
+    out = tmp_path / "m.csv"
+    main(["ingest", "--format", "hmdb51", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
+          "--out", str(out)])
+    assert len(read(out)) == 2
+    assert f"{splits / 'cartwheel_test_split1.txt'}: class folder 'cartwheel' does not exist under {root}" in \
+        capsys.readouterr().err
