@@ -18,6 +18,7 @@ COMMANDS = {
     "cotrain": ("coclr.cotrain", "one CoCLR stage: train one view with positives mined by the other"),
     "import-weights": ("coclr.weights", "convert a checkpoint in the authors' layout"),
     "features": ("coclr.evaluation.features", "extract per-video backbone features"),
+    "embed": ("coclr.embed", "features of any videos (folder, CSV or files) from a checkpoint, to Parquet or NPZ"),
     "linear-probe": ("coclr.evaluation.linear_probe", "linear classification on frozen features"),
     "retrieval": ("coclr.evaluation.retrieval", "nearest-neighbour video retrieval"),
     "finetune": ("coclr.evaluation.finetune", "fine-tune the whole network"),

@@ -118,8 +118,9 @@ def add_settings_arguments(parser) -> None:
     parser.add_argument("--dataset", help="dataset whose overrides apply with --config (default: config's `dataset`)")
 
 
-def settings_from_args(args) -> dict:
+def settings_from_args(args, sections=()) -> dict:
+    """The resolved settings; by hand (``--config``) also the top-level ``sections`` (e.g. frames, flow)."""
     if args.settings:
         return json.loads(args.settings)
     config = load(args.config)
-    return resolve(config, args.dataset)
+    return {**resolve(config, args.dataset), **{key: config[key] for key in sections}}

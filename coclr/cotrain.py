@@ -8,11 +8,13 @@ waits until the queue holds only real keys, as in the reference.
 """
 
 import math
+import sys
 
 import torch
 
 from coclr import stages
 from coclr.augment import RandomColour, to_device
+from coclr.ingest import UNLABELLED
 from coclr.losses import mil_nce
 from coclr.mining import mine_positives, purity, purity_baseline
 from coclr.models import encoder_state, load_encoder, load_model, place
@@ -47,7 +49,8 @@ def init_encoders(model, path, view) -> None:
     model.encoder_k.load_state_dict(state)
 
 
-def cotrain_step(model, miner, view, settings, device, generator):
+def cotrain_step(model, miner, view, settings, device, generator, labelled=True):
+    """The MIL-NCE step; mining purity (a diagnostic) is measured only when the videos are ``labelled``."""
     moco = getattr(model, "module", model)
     colour = RandomColour()
     mined_view = other(view)
@@ -64,7 +67,7 @@ def cotrain_step(model, miner, view, settings, device, generator):
         value = mil_nce(out.logits, mined.positives)
         stats = {"instance_acc": (out.logits.argmax(1) == 0).float().mean().item(), "mining_purity": math.nan,
                  "mining_chance": math.nan}
-        if update:  # labels serve this diagnostic only, never the loss
+        if update and labelled:  # labels serve this diagnostic only, never the loss; NaN without them
             stats["mining_purity"] = purity(mined.indices, batch["label"], moco.queue_label)
             stats["mining_chance"] = purity_baseline(batch["label"], batch["group"], moco.queue_label,
                                                      moco.queue_group, moco.queue_valid())
@@ -82,6 +85,9 @@ def run(args) -> None:
     init_encoders(model, args.init, args.view)
     trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner])
     generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
-    step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator)
+    labelled = bool((ctx.videos["label"] != UNLABELLED).all())
+    if not labelled:
+        print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
+    step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, labelled)
     history = trainer.fit(data, step, sampler)
     stages.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})

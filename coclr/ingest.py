@@ -272,9 +272,10 @@ def folder_entries(root, test_fraction, class_file=None, rejected=None) -> pd.Da
 
 
 def csv_paths(csv_file) -> list:
-    """(where, row) of each data row of a video list, with ``path`` resolved against the CSV's folder.
+    """(header, [(where, row)]) of a video list, each ``path`` resolved against the CSV's folder.
 
-    Fatal when there is no ``path`` column; rows are dicts of the columns present.
+    Fatal when there is no ``path`` column; rows are dicts of the columns
+    present, None for a row with more cells than the header.
     """
     csv_file = Path(csv_file)
     with open(csv_file, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheets write a BOM
@@ -283,9 +284,6 @@ def csv_paths(csv_file) -> list:
         if "path" not in header:
             raise IngestError(f"{csv_file} line 1: no `path` column (header: {','.join(header) or 'empty'}); "
                               f"the first line must name the columns: path, and optionally label, split, group")
-        unknown = [c for c in header if c not in CSV_COLUMNS]
-        if unknown:
-            raise IngestError(f"{csv_file} line 1: unknown column(s) {unknown}; known: {', '.join(CSV_COLUMNS)}")
         rows = []
         for row in reader:
             where = f"{csv_file} line {reader.line_num}"
@@ -309,6 +307,9 @@ def csv_entries(csv_file, test_fraction, class_file=None, rejected=None) -> pd.D
     empty ``group`` is the video itself.
     """
     header, rows = csv_paths(csv_file)
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if unknown:
+        raise IngestError(f"{csv_file} line 1: unknown column(s) {unknown}; known: {', '.join(CSV_COLUMNS)}")
     root = Path(csv_file).parent
     usable = []
     for where, row in rows:

@@ -6,6 +6,7 @@ queued clips of the same class, is the supervised upper bound of the ablation.
 
 from coclr import stages
 from coclr.augment import RandomColour, to_device
+from coclr.ingest import require_labels
 from coclr.losses import info_nce, label_positives, uber_nce
 from coclr.trainer import StepResult
 
@@ -35,6 +36,8 @@ def contrastive_step(model, view, loss, device):
 
 def run(args) -> None:
     ctx = stages.prepare(args, views=[args.view])
+    if args.loss == "ubernce":
+        require_labels(ctx.videos["label"], args.manifest, "UberNCE (its positives are the clips of a class)")
     data, sampler = stages.loader(ctx)
     model = stages.build_moco(args.view, ctx.settings, ctx.device)
     trainer = stages.trainer(ctx, model, args, ctx.settings[args.loss])

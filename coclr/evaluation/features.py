@@ -51,11 +51,16 @@ def backbone(args, settings):
     return load_backbone(checkpoint), checkpoint["arch"], {**file_record(args.checkpoint), "meta": checkpoint["meta"]}
 
 
+def pooled(net):
+    """The feature of a batch of clips: the backbone output averaged over time and space (no projection head)."""
+    return lambda clips: net(clips).mean(dim=(2, 3, 4))
+
+
 def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batch_size=16, workers=0) -> dict:
     """Per-video mean of the pooled backbone output over dense windows, for the rows of ``videos``."""
     net = place(net, device()).eval()
     dataset = dense_clips(videos, reader, clip, flow_channels, ten_crop)
-    features = per_video_mean(lambda clips: net(clips).mean(dim=(2, 3, 4)), dataset, view, batch_size, workers)
+    features = per_video_mean(pooled(net), dataset, view, batch_size, workers)
     return {"features": features, "labels": torch.tensor(videos["label"].to_numpy()),
             "video_ids": list(videos["video_id"]), "groups": [str(g) for g in videos["group"]],
             "windows": len(dataset)}

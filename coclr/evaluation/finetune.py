@@ -32,6 +32,7 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
+from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
 from coclr.trainer import StepResult, Trainer
@@ -132,6 +133,7 @@ def run(args) -> None:
     checkpoint = load_model(args.checkpoint)
     view, flow_channels = checkpoint["view"], checkpoint["arch"]["in_channels"]
     manifest, videos, reader = evaluation_videos(args, view)
+    require_labels(manifest["label"], args.manifest, "fine-tuning")
     train, test = videos["train"], videos["test"]
     classes = int(manifest["label"].max()) + 1
     model = place(Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]), device())

@@ -26,6 +26,7 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.evaluation.common import (device, fuse_probabilities, holdout_split, save_probabilities,
                                      topk_accuracy)
 from coclr.evaluation.features import load_features
+from coclr.ingest import require_labels
 from coclr.io import file_record, write_json
 
 
@@ -111,6 +112,7 @@ def run(args) -> None:
     start = time.time()
     data = load_features(args.features)
     train_split, test = data["train"], data["test"]
+    require_labels(torch.cat([train_split["labels"], test["labels"]]).numpy(), args.features, "the linear probe")
     probs, selection = probe_features(train_split, test["features"], data["num_classes"], settings["linear_probe"],
                                       args.seed)
     record = {

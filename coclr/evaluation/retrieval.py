@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from coclr.evaluation.features import load_features
+from coclr.ingest import require_labels
 from coclr.io import file_record, write_json
 
 KS = (1, 5, 10, 20, 50)
@@ -45,6 +46,8 @@ def run(args) -> None:
     start = time.time()
     models = [load_features(path) for path in args.features]
     first = models[0]
+    require_labels(torch.cat([first["train"]["labels"], first["test"]["labels"]]).numpy(), args.features[0],
+                   "retrieval (a hit is a neighbour of the same class)")
     if len(models) > 1 and sorted(m["view"] for m in models) != ["flow", "rgb"]:
         raise SystemExit(f"two-stream retrieval needs one RGB and one flow features file, got {args.features}")
     for other in models[1:]:
