@@ -41,7 +41,7 @@ def clips(tmp_path_factory):
     main(["ingest", "--format", "folder", "--root", str(listing), "--test-fraction", "0.3", "--videos-per-shard", "10",
           "--out", str(manifest)])
     main(["frames", "--manifest", str(manifest), "--shard", "0", "--out", str(root / "frames.h5")])
-    main(["flow", "--frames", str(root / "frames.h5"), "--out", str(root / "flow.h5"), *FAST_FLOW])
+    main(["flow", "--frames", str(root / "frames.h5"), "--out", str(root / "flow.h5"), "--threads", "1", *FAST_FLOW])
     checkpoints = {}
     for view in ("rgb", "flow"):
         torch.manual_seed({"rgb": 1, "flow": 2}[view])
