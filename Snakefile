@@ -16,12 +16,14 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cotrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/embed.smk"
 
 
 report: "workflow/report/workflow.rst"
 
 
+# An unlabelled dataset (folder format) cannot be evaluated: it gets its models and embeddings.
 rule all:
     input:
-        all_results(config["dataset"]),
-        report_outputs(config["dataset"]),
+        all_results(config["dataset"]) if dataset_labelled(config["dataset"]) else unlabelled_targets(config["dataset"]),
+        report_outputs(config["dataset"]) if dataset_labelled(config["dataset"]) else [],

@@ -339,6 +339,16 @@ def csv_entries(csv_file, test_fraction, class_file=None, rejected=None) -> pd.D
     return pd.DataFrame(entries, columns=ENTRY)
 
 
+def has_labels(root) -> bool:
+    """Whether a folder-format source carries labels (class folders, or a CSV ``label`` column), without probing."""
+    root = Path(root)
+    if root.is_file():
+        with open(root, newline="", encoding="utf-8-sig") as f:
+            return "label" in next(csv.reader(f), [])
+    return any(f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES
+               for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") for f in d.rglob("*"))
+
+
 def require_labels(labels, source, step) -> None:
     """Refuse a step that needs labels (``step``) on unlabelled videos, naming the missing column."""
     if (pd.Series(labels) == UNLABELLED).any():

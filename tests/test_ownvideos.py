@@ -265,3 +265,46 @@ def test_hmdb51_split_file_of_a_missing_class_folder(tmp_path, capsys):
     assert len(read(out)) == 2
     assert f"{splits / 'cartwheel_test_split1.txt'}: class folder 'cartwheel' does not exist under {root}" in \
         capsys.readouterr().err
+
+
+# -- the workflow: unlabelled videos pretrain and embed, labelled ones are evaluated ------------
+
+def folder_config(root):
+    return [f"datasets={{mine: {{format: folder, root: '{root}'}}}}", "dataset=mine"]
+
+
+def test_workflow_unlabelled_folder_with_spaces_and_non_ascii(tmp_path):
+    from test_workflow import planned_jobs, snakemake
+
+    root = tmp_path / "my vidéos"
+    cut("bikes", root / "première prise.mp4", 0, 12, size=(48, 40), codec="h264")
+    cut("carphone", root / "take two.webm", 0, 12, size=(48, 40), codec="vp8")
+    work = tmp_path / "work"
+    snakemake(work, "--cores", 1, "data/mine/frames/shard_00000.h5", "--config", *folder_config(root))
+    with h5py.File(work / "data/mine/frames/shard_00000.h5", "r") as f:
+        assert list_videos(f) == ["première prise", "take two"]
+    assert (read(work / "data/mine/manifest.csv")["label"] == UNLABELLED).all()
+    jobs = planned_jobs(snakemake(work, "-n", "--config", *folder_config(root)).stdout)
+    assert jobs["embed"] == 1 and jobs["cotrain"] == 4 and jobs["pretrain"] == 2  # InfoNCE only: no UberNCE
+    assert not {"linear_probe", "finetune", "retrieval", "ablation"} & set(jobs)
+
+
+def test_workflow_labelled_folder_is_evaluated(own, tmp_path):
+    from test_workflow import planned_jobs, snakemake
+
+    work = tmp_path / "work"
+    snakemake(work, "--cores", 1, "data/mine/manifest.csv", "--config", *folder_config(own))
+    jobs = planned_jobs(snakemake(work, "-n", "--config", *folder_config(own)).stdout)
+    assert jobs["linear_probe"] > 0 and jobs["pretrain"] == 4 and "embed" not in jobs
+    log = (work / "logs/mine/ingest.log").read_text()
+    assert "0 of 6 videos are shorter than one clip (4 frames)" in log  # the tiny preset's clip
+    assert "ingest: no test videos" in log  # 6 videos, none held out by the hash: said at once
+
+
+def test_unlabelled_videos_are_refused_by_label_steps(tmp_path):
+    from coclr.ingest import require_labels
+
+    with pytest.raises(SystemExit, match=r"the linear probe needs labelled videos, but features.pt has unlabelled ones "
+                                         r"\(label -1\): give the dataset class folders or a `label` column in its CSV"):
+        require_labels([UNLABELLED, UNLABELLED], "features.pt", "the linear probe")
+    require_labels([0, 1], "features.pt", "the linear probe")

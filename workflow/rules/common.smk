@@ -5,6 +5,7 @@ import shlex
 import pandas as pd
 
 from coclr import config as coclr_config
+from coclr import ingest as coclr_ingest
 
 coclr_config.validate(config)
 coclr_config.check_dataset_paths(config, config["dataset"])
@@ -84,3 +85,9 @@ def all_results(dataset):
     return expand("results/{dataset}/{name}.json", dataset=dataset, name=names) + [
         f"results/{dataset}/ablation.md"
     ]
+
+
+def dataset_labelled(dataset):
+    """False for a folder dataset without class folders or a `label` column: it pretrains, nothing is evaluated."""
+    entry = dataset_entry(dataset)
+    return entry["format"] != "folder" or coclr_ingest.has_labels(entry["root"])

@@ -10,10 +10,12 @@ def generate_args(wildcards):
 
 
 def split_files(wildcards):
-    """What ingest reads: generated split files for synthetic data, nothing to build otherwise."""
+    """What ingest reads: generated split files for synthetic data, a folder dataset's CSV list, else nothing to build."""
     entry = dataset_entry(wildcards.dataset)
     if entry["format"] == "synthetic":
         return expand(SYNTHETIC_SPLITS, dataset=wildcards.dataset, name=SPLIT_NAMES)
+    if entry["format"] == "folder" and os.path.isfile(entry["root"]):
+        return [entry["root"]]  # an edited list re-ingests
     return []
 
 
@@ -26,7 +28,21 @@ def ingest_args(wildcards):
         args += ["--annotations", *entry["annotations"]]
     if "pattern" in entry:
         args += ["--k400-pattern", entry["pattern"]]
+    args += ingest_extra_args(wildcards.dataset)
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def ingest_extra_args(dataset):
+    """The folder format's hold-out and class list; for every format, the clip length that counts short videos."""
+    entry, clip = dataset_entry(dataset), hparams(dataset)["clip"]
+    args = ["--clip-frames", clip["frames"] * clip.get("stride", 1)]
+    if config["frames"]["fps"]:
+        args += ["--fps", config["frames"]["fps"]]
+    if entry["format"] == "folder":
+        args += ["--test-fraction", config["ingest"]["test_fraction"]]
+        if "classes" in entry:
+            args += ["--classes", entry["classes"]]
+    return args
 
 
 rule synthesize:
