@@ -14,6 +14,7 @@ from coclr.models import build_backbone, save_model, view_arch
 from coclr.models.encoder import Encoder
 from conftest import FAST_FLOW
 from realdata import cut
+from test_weights import encoder_q, moco_state, reference_file  # noqa: F401 (encoder_q is a fixture)
 
 MODEL = {"width": 0.25, "depth": 3, "flow_channels": 2}
 CLIP = {"frames": 8, "stride": 1, "size": 32, "eval_stride": 4}
@@ -116,3 +117,15 @@ def test_wrong_checkpoints_are_refused(clips, tmp_path):
               str(clips["videos"]), "--out", str(tmp_path / "e.npz"), "--settings", settings(frames=FRAMES, flow=FLOW)])
     with pytest.raises(SystemExit, match=r"must end in .parquet or .npz"):
         embed(clips, "rgb", tmp_path / "e.csv")
+
+
+def test_embed_with_a_checkpoint_of_the_authors(clips, encoder_q, tmp_path):
+    """A released InfoNCE RGB file, converted by import-weights: the full S3D's 1024-d features."""
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in encoder_q.items()}  # randn: < 0
+    reference_file(tmp_path / "infonce-rgb.pth.tar", moco_state(state))
+    main(["import-weights", str(tmp_path / "infonce-rgb.pth.tar"), str(tmp_path / "rgb.pt")])
+    main(["embed", "--view", "rgb", "--checkpoint", str(tmp_path / "rgb.pt"), "--videos",
+          str(clips["videos"] / "short.mp4"), "--out", str(tmp_path / "e.npz"), "--settings", settings(frames=FRAMES, flow=FLOW)])
+    table, vectors, record = load_embeddings(tmp_path / "e.npz")
+    assert table["path"].tolist() == [str(clips["videos"] / "short.mp4")] and vectors.shape == (1, 1024)
+    assert np.isfinite(vectors).all() and record["checkpoints"][0]["meta"]["epoch"] == 299
