@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -202,9 +204,6 @@ def write(out, paths, features, windows, record) -> None:
                 np.savez(f, paths=np.asarray(paths), features=features, record=json.dumps(record),
                          **{k: v for k, v in columns.items() if k != "path"})
             return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         table = pa.table({**columns, "feature": pa.FixedSizeListArray.from_arrays(features.reshape(-1), features.shape[1])})
         pq.write_table(table.replace_schema_metadata({"coclr": json.dumps(record)}), tmp)
 
@@ -255,8 +254,6 @@ def load_embeddings(path) -> tuple:
         data = np.load(path)
         table = pd.DataFrame({"path": data["paths"], **{k: data[k] for k in ("window", "start_s", "end_s") if k in data}})
         return table, data["features"], json.loads(str(data["record"]))
-    import pyarrow.parquet as pq
-
     table = pq.read_table(path)
     record = json.loads(table.schema.metadata[b"coclr"])
     features = np.stack(table.column("feature").to_numpy(zero_copy_only=False)).astype(np.float32)
