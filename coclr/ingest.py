@@ -238,7 +238,8 @@ def folder_entries(root, test_fraction, class_file=None, rejected=None) -> pd.Da
 
     The label is the class folder, numbered as in ``class_file`` (classInd.txt
     format) when given, else in sorted order. The group is the video itself and
-    the split is :func:`held_out`. Files with other suffixes than
+    the split is :func:`held_out`; unlabelled videos are all ``train``: with
+    nothing to evaluate, every video pretrains. Files with other suffixes than
     ``VIDEO_SUFFIXES`` are rejected (list them in a CSV to take them anyway),
     except .txt and .csv (notes, classInd.txt).
     """
@@ -266,8 +267,9 @@ def folder_entries(root, test_fraction, class_file=None, rejected=None) -> pd.Da
         if label is None:
             continue
         video_id = _video_id(f, root)
+        split = "test" if labelled and held_out(video_id, test_fraction) else "train"
         rows.append(dict(video_id=video_id, path=str(f.absolute()), label=label, class_name=class_name,
-                         split="test" if held_out(video_id, test_fraction) else "train", group=video_id, where=str(f)))
+                         split=split, group=video_id, where=str(f)))
     return pd.DataFrame(rows, columns=ENTRY)
 
 
@@ -303,8 +305,8 @@ def csv_entries(csv_file, test_fraction, class_file=None, rejected=None) -> pd.D
 
     Relative paths are relative to the CSV's folder. Without ``label`` every
     video is unlabelled; with it, labels are numbered as in ``class_file`` when
-    given, else in sorted order. An empty ``split`` is :func:`held_out`; an
-    empty ``group`` is the video itself.
+    given, else in sorted order. An empty ``split`` is :func:`held_out` (``train``
+    for unlabelled videos: every one pretrains); an empty ``group`` is the video itself.
     """
     header, rows = csv_paths(csv_file)
     unknown = [c for c in header if c not in CSV_COLUMNS]
@@ -333,7 +335,7 @@ def csv_entries(csv_file, test_fraction, class_file=None, rejected=None) -> pd.D
             continue
         video_id = _video_id(Path(row["path"]), root)
         group = row.get("group") or video_id
-        split = row.get("split") or ("test" if held_out(group, test_fraction) else "train")
+        split = row.get("split") or ("test" if labelled and held_out(group, test_fraction) else "train")
         entries.append(dict(video_id=video_id, path=row["path"], label=label, class_name=row.get("label", ""),
                             split=split, group=group, where=where))
     return pd.DataFrame(entries, columns=ENTRY)

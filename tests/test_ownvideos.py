@@ -103,8 +103,8 @@ def test_csv_list_unlabelled_with_groups(own, tmp_path, capsys):
     ingest(listing, out)
     manifest = read(out)
     assert (manifest["label"] == UNLABELLED).all() and (manifest["class_name"] == "").all()
-    grouped = manifest[manifest["group"] == "session1"]
-    assert len(grouped) == 2 and grouped["split"].nunique() == 1  # one group, one side of the split
+    assert (manifest["split"] == "train").all()  # nothing to evaluate: every video pretrains
+    assert (manifest["group"] == "session1").sum() == 2
     assert manifest.loc[manifest["group"] != "session1", "group"].tolist() == [str(own / "Phoning/café").lstrip("/")]
     err = capsys.readouterr().err
     assert "3 videos (" in err and "unlabelled" in err
@@ -308,3 +308,16 @@ def test_unlabelled_videos_are_refused_by_label_steps(tmp_path):
                                          r"\(label -1\): give the dataset class folders or a `label` column in its CSV"):
         require_labels([UNLABELLED, UNLABELLED], "features.pt", "the linear probe")
     require_labels([0, 1], "features.pt", "the linear probe")
+
+
+def test_hold_out_by_group_hash(tmp_path):
+    from coclr.ingest import csv_entries
+
+    listing = tmp_path / "videos.csv"
+    listing.write_text("path,label,group\n" + "".join(f"v{i}.mp4,c{i % 2},g{i % 7}\n" for i in range(40)))
+    entries = csv_entries(listing, test_fraction=0.3)
+    assert (entries.groupby("group")["split"].nunique() == 1).all()  # a group never straddles the split
+    for group, split in entries.groupby("group")["split"].first().items():
+        assert split == ("test" if held_out(group, 0.3) else "train")
+    assert set(entries["split"]) == {"train", "test"}
+    assert csv_entries(listing, test_fraction=0.3).equals(entries)  # deterministic
