@@ -101,3 +101,19 @@ def test_a_stage_runs_resumes_and_mines_above_chance(tiny_dataset, tmp_path):
     miner_after = load_model(miner)["state_dict"]
     assert all(torch.equal(miner_before[k], miner_after[k]) for k in miner_before)  # the miner is never written
     assert load_model(tmp_path / "coclr_rgb.pt")["meta"]["epochs"] == 4
+
+
+def test_unlabelled_videos_train_with_purity_left_unmeasured(tmp_path):
+    """Labels of -1 (folder format, no labels) would make every mined positive "pure": NaN instead."""
+    torch.manual_seed(0)
+    flow_model = MoCo({**ARCH, "in_channels": 2}, dim=16, queue_size=16)
+    save_model(tmp_path / "flow.pt", flow_model.state_dict(), "flow", {**ARCH, "in_channels": 2})
+    miner = load_miner(tmp_path / "flow.pt", "flow", torch.device("cpu"))
+    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
+    step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator(),
+                        labelled=False)
+    for seed in range(3):
+        result = step({**batch(seed=seed), "label": torch.full((4,), -1)})
+    assert result.update and torch.isfinite(result.loss)
+    assert result.stats["mining_purity"] != result.stats["mining_purity"]  # NaN
+    assert result.stats["mining_chance"] != result.stats["mining_chance"]

@@ -273,6 +273,7 @@ def folder_config(root):
     return [f"datasets={{mine: {{format: folder, root: '{root}'}}}}", "dataset=mine"]
 
 
+@pytest.mark.slow
 def test_workflow_unlabelled_folder_with_spaces_and_non_ascii(tmp_path):
     from test_workflow import planned_jobs, snakemake
 
@@ -289,6 +290,7 @@ def test_workflow_unlabelled_folder_with_spaces_and_non_ascii(tmp_path):
     assert not {"linear_probe", "finetune", "retrieval", "ablation"} & set(jobs)
 
 
+@pytest.mark.slow
 def test_workflow_labelled_folder_is_evaluated(own, tmp_path):
     from test_workflow import planned_jobs, snakemake
 
