@@ -177,17 +177,17 @@ def k400_entries(root, annotations, pattern=K400_PATTERN) -> pd.DataFrame:
         raise IngestError("k400 needs --annotations: the official train and validate CSVs "
                           "(datasets.k400.annotations in config.yaml)")
     tables = []
-    for csv in annotations:
-        if not Path(csv).is_file():
-            raise IngestError(f"annotation file {csv} not found: set --annotations (datasets.k400.annotations in config.yaml)")
-        table = pd.read_csv(csv, dtype={"label": str, "youtube_id": str})
+    for csv_file in annotations:
+        if not Path(csv_file).is_file():
+            raise IngestError(f"annotation file {csv_file} not found: set --annotations (datasets.k400.annotations in config.yaml)")
+        table = pd.read_csv(csv_file, dtype={"label": str, "youtube_id": str})
         absent = [c for c in needed if c not in table.columns]
         if absent:
-            raise IngestError(f"{csv} lacks column(s) {absent}: expected the official Kinetics CSV header {needed}")
+            raise IngestError(f"{csv_file} lacks column(s) {absent}: expected the official Kinetics CSV header {needed}")
         unknown = set(table["split"]) - {"train", "val", "validate", "test"}
         if unknown:
-            raise IngestError(f"{csv}: unknown split value(s) {sorted(unknown)}, expected train, val(idate) or test")
-        table["source"], table["line"] = str(csv), table.index + 2  # header is line 1
+            raise IngestError(f"{csv_file}: unknown split value(s) {sorted(unknown)}, expected train, val(idate) or test")
+        table["source"], table["line"] = str(csv_file), table.index + 2  # header is line 1
         tables.append(table[table["split"] != "test"])
     table = pd.concat(tables, ignore_index=True)
     if table.empty:

@@ -14,7 +14,7 @@ from coclr.models import build_backbone, save_model, view_arch
 from coclr.models.encoder import Encoder
 from conftest import FAST_FLOW
 from realdata import cut
-from test_weights import encoder_q, moco_state, reference_file  # noqa: F401 (encoder_q is a fixture)
+from test_weights import encoder_q, moco_state, reference_file  # noqa: F401 (encoder_q: a fixture)
 
 MODEL = {"width": 0.25, "depth": 3, "flow_channels": 2}
 CLIP = {"frames": 8, "stride": 1, "size": 32, "eval_stride": 4}
@@ -119,7 +119,7 @@ def test_wrong_checkpoints_are_refused(clips, tmp_path):
         embed(clips, "rgb", tmp_path / "e.csv")
 
 
-def test_embed_with_a_checkpoint_of_the_authors(clips, encoder_q, tmp_path):
+def test_embed_with_a_checkpoint_of_the_authors(clips, encoder_q, tmp_path):  # noqa: F811
     """A released InfoNCE RGB file, converted by import-weights: the full S3D's 1024-d features."""
     state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in encoder_q.items()}  # randn: < 0
     reference_file(tmp_path / "infonce-rgb.pth.tar", moco_state(state))
