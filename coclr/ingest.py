@@ -273,7 +273,7 @@ def folder_entries(root, test_fraction, class_file=None, rejected=None) -> pd.Da
     return pd.DataFrame(rows, columns=ENTRY)
 
 
-def csv_paths(csv_file) -> list:
+def csv_paths(csv_file) -> tuple:
     """(header, [(where, row)]) of a video list, each ``path`` resolved against the CSV's folder.
 
     Fatal when there is no ``path`` column; rows are dicts of the columns
