@@ -122,4 +122,4 @@ def settings_from_args(args) -> dict:
     if args.settings:
         return json.loads(args.settings)
     config = load(args.config)
-    return resolve(config, args.dataset)
+    return {**resolve(config, args.dataset), "resources": config["resources"]}  # as the rules' settings_json
