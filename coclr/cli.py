@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from coclr.io import DiskFull
+from coclr.io import DiskFull, ShardError
 
 COMMANDS = {
     "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
@@ -47,5 +47,5 @@ def main(argv=None) -> None:
     module.add_arguments(parser)
     try:
         module.run(parser.parse_args(rest))
-    except DiskFull as error:  # the message names the file and the space; a traceback adds nothing
+    except (DiskFull, ShardError) as error:  # the message names the file and the fix; a traceback adds nothing
         raise SystemExit(f"python -m coclr {name}: {error}") from error

@@ -18,6 +18,11 @@ import time
 from pathlib import Path
 
 
+class ShardError(Exception):
+    """A frame/flow shard that cannot be read: corrupt, truncated or not a shard (:mod:`coclr.data`).
+    One string argument, so a DataLoader worker re-raises it in the main process with the message intact."""
+
+
 class DiskFull(OSError):
     """No space left while writing an output: names the file and the space it needs."""
 
