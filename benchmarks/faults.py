@@ -174,12 +174,13 @@ def differences(reference: Path, faulted: Path) -> list:
     return different
 
 
-def plan_faults(stages, rng) -> list:
+def plan_faults(stages, workflow_kills, rng) -> list:
     """(stage, how) in pipeline order: a job fault per stage type, whole-workflow kills among them."""
     faults = []
-    for stage in stages:
-        faults.append((stage, rng.choice(["SIGKILL", "SIGTERM"])))
-        if stage in WORKFLOW_KILLS:
+    for stage in STAGES:
+        if stage in stages:
+            faults.append((stage, rng.choice(["SIGKILL", "SIGTERM"])))
+        if stage in workflow_kills:
             faults.append((stage, "workflow"))
     return faults
 
@@ -253,7 +254,7 @@ def main(argv=None) -> dict:
     if clean.watch() != 0:
         raise SystemExit(f"the uninterrupted run failed: see {base / 'reference.log'}")
     reference_s = time.time() - start
-    faults = [f for f in plan_faults(args.stages, rng) if f[1] != "workflow" or f[0] in args.workflow_kills]
+    faults = plan_faults(args.stages, args.workflow_kills, rng)
     result = run_faults(faulted, args.target, args.cores, faults, clean.durations, rng, base / "faulted.log")
     different = differences(reference, faulted)
     for record in result["records"]:
