@@ -6,7 +6,8 @@ Runs the embedded default workflow on the tiny test config twice in scratch
 directories: once uninterrupted (the reference), once under faults. For every
 stage type it waits for one of that stage's jobs (``python -m coclr <command>``)
 to be running, lets it run for a random part of its reference duration, and kills
-it with SIGKILL or SIGTERM (the seeded draw decides). Between stages it also
+it with SIGKILL or SIGTERM (the seeded draw decides); a job that ends before
+its moment passes the fault on to the stage's next job. Between stages it also
 kills the whole workflow, Snakemake and every job under it with SIGKILL, as the
 loss of the node running Snakemake does. After each fault it runs ``snakemake
 --unlock`` when Snakemake left its lock, then the same command again.
@@ -201,8 +202,9 @@ def run_faults(workdir, targets, cores, faults, durations, rng, log, max_runs=40
             if fault is None:
                 return False
             if "delay" not in injected:
-                typical = sorted(durations.get(stage, [2.0]))[len(durations.get(stage, [2.0])) // 2]
-                injected["delay"] = rng.uniform(0.1, 0.9) * typical
+                # A random moment within the shortest reference job of the stage (a busy machine runs
+                # some jobs faster than others; the shortest bounds when a job surely still runs).
+                injected["delay"] = rng.uniform(0.05, 0.8) * min(durations.get(stage, [2.0]))
             if running_s < injected["delay"]:
                 return False
             if fault[1] == "workflow":
