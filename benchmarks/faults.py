@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 import torch
 
-from benchmarks.data import print_table
+from benchmarks.data import machine, print_table, record
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "fixtures" / "tiny_config.yaml"
@@ -268,6 +268,7 @@ def main(argv=None) -> dict:
                "results identical": "yes" if not different else f"no: {', '.join(different)}",
                "jobs recomputed": len(result["recomputed"]), "snakemake runs": result["runs"],
                "reference s": round(reference_s), "total s": round(time.time() - start)}
+    print(f"{machine()}; targets: {' '.join(args.target) or 'rule all'}\n")
     print_table([list(summary.values())], list(summary))
     if result["recomputed"]:
         print("recomputed:", ", ".join(result["recomputed"]))
@@ -277,4 +278,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    figures = main()
+    record("faults", {key: figures[key] for key in ("faults injected", "survived", "results identical",
+                                                   "jobs recomputed", "snakemake runs", "reference s", "total s",
+                                                   "records", "not_injected")})
