@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from coclr.io import DiskFull
+from coclr.io import DiskFull, OwnerLock
 from coclr.trainer import Preempted, StepResult, Trainer, resumable_loader
 
 
@@ -148,3 +148,15 @@ def test_the_lock_of_a_dead_trainer_is_taken_over(tmp_path, capsys):
     assert f'"pid": {os.getpid()}' in (tmp_path / "run" / "lock").read_text()
     trainer.fit(resumable_loader(Noisy(), 8, seed=0), step_of(model))
     assert not (tmp_path / "run" / "lock").exists()  # released when training ends
+
+
+def test_a_lock_of_another_host_is_taken_over_only_once_stale(tmp_path, capsys):
+    lock = tmp_path / "run" / "lock"
+    lock.parent.mkdir()
+    lock.write_text('{"pid": 1, "host": "node-that-died"}')
+    with pytest.raises(SystemExit, match="held by pid 1 on node-that-died"):
+        Trainer(Toy(), tmp_path / "run", {"a": 1}, epochs=1)
+    old = lock.stat().st_mtime - OwnerLock.STALE_S - 1
+    os.utime(lock, (old, old))
+    Trainer(Toy(), tmp_path / "run", {"a": 1}, epochs=1)
+    assert "node-that-died, has not refreshed it for" in capsys.readouterr().err
