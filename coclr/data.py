@@ -54,9 +54,10 @@ def write_video(shard: h5py.File, video_id, encoded, **attrs) -> None:
     blob = np.concatenate(encoded) if encoded else np.empty(0, dtype=np.uint8)
     # Equal chunks of at most CHUNK bytes: HDF5 stores the last chunk whole, so a 64 KiB grid would pad each
     # video by 32 KiB on average (a quarter of a short video); equal chunks pad it by under one byte per chunk.
-    pieces = max(-(-len(blob) // CHUNK), 1)
-    dataset = shard[VIDEOS].create_dataset(video_id, data=blob, chunks=(max(-(-len(blob) // pieces), 1),),
-                                           fletcher32=True)
+    # An empty blob (a video without frames) has no bytes to check, and HDF5 cannot chunk it.
+    pieces = -(-len(blob) // CHUNK)
+    checked = dict(chunks=(-(-len(blob) // pieces),), fletcher32=True) if len(blob) else {}
+    dataset = shard[VIDEOS].create_dataset(video_id, data=blob, **checked)
     dataset.attrs.update(offsets=offsets, **attrs)
 
 
