@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from coclr.io import DiskFull, ShardError
+
 COMMANDS = {
     "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
     "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
@@ -44,4 +46,7 @@ def main(argv=None) -> None:
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m coclr {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
-    module.run(parser.parse_args(rest))
+    try:
+        module.run(parser.parse_args(rest))
+    except (DiskFull, ShardError) as error:  # the message names the file and the fix; a traceback adds nothing
+        raise SystemExit(f"python -m coclr {name}: {error}") from error

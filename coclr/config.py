@@ -131,4 +131,5 @@ def settings_from_args(args, sections=()) -> dict:
     if args.settings:
         return json.loads(args.settings)
     config = load(args.config)
-    return {**resolve(config, args.dataset), **{key: config[key] for key in sections}}
+    return {**resolve(config, args.dataset), "resources": config["resources"],  # as the rules' settings_json
+            **{key: config[key] for key in sections}}

@@ -79,15 +79,16 @@ def cotrain_step(model, miner, view, settings, device, generator, labelled=True)
 
 def run(args) -> None:
     ctx = stages.prepare(args, views=["rgb", "flow"])
-    data, sampler = stages.loader(ctx)
+    data = stages.loader(ctx, args.seed)
     miner = load_miner(args.miner, other(args.view), ctx.device)
     model = stages.build_moco(args.view, ctx.settings, ctx.device, second_dim=miner.dim)
     init_encoders(model, args.init, args.view)
-    trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner])
     generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
+    trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner],
+                             generators={"mining": generator})
     labelled = bool((ctx.videos["label"] != UNLABELLED).all())
     if not labelled:
         print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
     step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, labelled)
-    history = trainer.fit(data, step, sampler)
+    history = trainer.fit(data, step)
     stages.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})

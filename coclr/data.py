@@ -9,6 +9,11 @@ starts and ends. A clip is then one contiguous read, however many frames it
 spans. The root attribute ``layout`` names this layout and ``failures`` lists
 the videos that could not be decoded.
 
+Every blob carries HDF5's Fletcher-32 checksum (per 64 KiB chunk), so flipped
+bytes, even inside a JPEG that would still decode, fail the read. Any read
+failure raises :class:`ShardError` naming the shard, the video and the command
+that rebuilds the shard.
+
 :class:`ShardStore` opens files lazily, once per process, so that every
 DataLoader worker gets its own handles and no item reopens a file.
 """
@@ -22,8 +27,16 @@ import h5py
 import numpy as np
 import torch
 
+from coclr.io import ShardError
+
 VIDEOS = "videos"
 LAYOUT = "blob+offsets/1"
+CHUNK = 1 << 16  # bytes per checksummed chunk: a 32-frame clip of ~8 KiB JPEGs spans about four
+
+
+def shard_error(path, video_id, error) -> ShardError:
+    return ShardError(f"shard {path} is corrupt or unreadable at video {video_id} ({type(error).__name__}: {error}): "
+                      f"rebuild it with `snakemake --forcerun {path}` (its downstream jobs rerun too)")
 
 
 def create_shard(path) -> h5py.File:
@@ -39,16 +52,25 @@ def write_video(shard: h5py.File, video_id, encoded, **attrs) -> None:
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(buf) for buf in encoded])
     blob = np.concatenate(encoded) if encoded else np.empty(0, dtype=np.uint8)
-    dataset = shard[VIDEOS].create_dataset(video_id, data=blob)
+    # Equal chunks of at most CHUNK bytes: HDF5 stores the last chunk whole, so a 64 KiB grid would pad each
+    # video by 32 KiB on average (a quarter of a short video); equal chunks pad it by under one byte per chunk.
+    # An empty blob (a video without frames) has no bytes to check, and HDF5 cannot chunk it.
+    pieces = -(-len(blob) // CHUNK)
+    checked = dict(chunks=(-(-len(blob) // pieces),), fletcher32=True) if len(blob) else {}
+    dataset = shard[VIDEOS].create_dataset(video_id, data=blob, **checked)
     dataset.attrs.update(offsets=offsets, **attrs)
 
 
 def read_encoded(dataset, start=0, stop=None, offsets=None) -> list:
-    """Encoded frames ``start:stop`` of one video's dataset: one read, then zero-copy views per frame."""
-    offsets = dataset.attrs["offsets"] if offsets is None else offsets
-    stop = len(offsets) - 1 if stop is None else stop
-    base = offsets[start]
-    blob = dataset[base:offsets[stop]]
+    """Encoded frames ``start:stop`` of one video's dataset: one read (checksums verified), then
+    zero-copy views per frame. A failed read raises :class:`ShardError`."""
+    try:
+        offsets = dataset.attrs["offsets"] if offsets is None else offsets
+        stop = len(offsets) - 1 if stop is None else stop
+        base = offsets[start]
+        blob = dataset[base:offsets[stop]]
+    except (OSError, KeyError, RuntimeError, ValueError) as error:
+        raise shard_error(dataset.file.filename, dataset.name.removeprefix(f"/{VIDEOS}/"), error) from error
     return [blob[offsets[i] - base:offsets[i + 1] - base] for i in range(start, stop)]
 
 
@@ -101,12 +123,17 @@ class ShardStore:
         for i, path in enumerate(self.paths):
             if not Path(path).exists():
                 raise FileNotFoundError(f"shard {path} does not exist: run the frames/flow stage for it first")
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("layout") != LAYOUT:
-                    raise ValueError(f"shard {path} was written by an older coclr (one HDF5 element per frame): "
-                                     "delete it and rerun its frames/flow job (snakemake rebuilds it)")
-                for video_id in list_videos(f):
-                    self.index[video_id] = i
+            try:
+                with h5py.File(path, "r") as f:
+                    layout = f.attrs.get("layout")
+                    videos = list_videos(f)
+            except (OSError, KeyError, RuntimeError, ValueError) as error:
+                raise shard_error(path, "(index)", error) from error
+            if layout != LAYOUT:
+                raise ValueError(f"shard {path} was written by an older coclr (one HDF5 element per frame): "
+                                 "delete it and rerun its frames/flow job (snakemake rebuilds it)")
+            for video_id in videos:
+                self.index[video_id] = i
         self._handles, self._videos = {}, {}
         self._pid = None
 
@@ -125,10 +152,13 @@ class ShardStore:
             self._handles, self._videos, self._pid = {}, {}, os.getpid()
         if video_id not in self._videos:
             i = self.index[video_id]
-            if i not in self._handles:
-                self._handles[i] = h5py.File(self.paths[i], "r")
-            dataset = self._handles[i][VIDEOS][video_id]
-            self._videos[video_id] = dataset, dataset.attrs["offsets"]
+            try:
+                if i not in self._handles:
+                    self._handles[i] = h5py.File(self.paths[i], "r")
+                dataset = self._handles[i][VIDEOS][video_id]
+                self._videos[video_id] = dataset, dataset.attrs["offsets"]
+            except (OSError, KeyError, RuntimeError, ValueError) as error:
+                raise shard_error(self.paths[i], video_id, error) from error
         return self._videos[video_id]
 
     def num_frames(self, video_id) -> int:
@@ -145,7 +175,12 @@ class ShardStore:
 
     def read(self, video_id, start=0, stop=None):
         """Frames ``start:stop`` of one video, decoded (a torch tensor)."""
-        return torch.from_numpy(np.ascontiguousarray(self.decode(self.encoded(video_id, start, stop))))
+        encoded = self.encoded(video_id, start, stop)
+        try:
+            decoded = self.decode(encoded)
+        except (cv2.error, TypeError, ValueError) as error:  # imdecode's None lands as a TypeError
+            raise shard_error(self.paths[self.index[video_id]], video_id, error) from error
+        return torch.from_numpy(np.ascontiguousarray(decoded))
 
     def read_indices(self, video_id, indices):
         """Arbitrary frames of one video (e.g. a strided window), in the given order."""

@@ -38,8 +38,8 @@ def run(args) -> None:
     ctx = stages.prepare(args, views=[args.view])
     if args.loss == "ubernce":
         require_labels(ctx.videos["label"], args.manifest, "UberNCE (its positives are the clips of a class)")
-    data, sampler = stages.loader(ctx)
+    data = stages.loader(ctx, args.seed)
     model = stages.build_moco(args.view, ctx.settings, ctx.device)
     trainer = stages.trainer(ctx, model, args, ctx.settings[args.loss])
-    history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device), sampler)
+    history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device))
     stages.export(ctx, model, args, trainer, history, {"loss": args.loss})

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
 
 from coclr import distributed
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
@@ -20,7 +19,7 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
-from coclr.trainer import Trainer
+from coclr.trainer import Trainer, resumable_loader
 
 
 def add_arguments(parser) -> None:
@@ -55,22 +54,20 @@ def prepare(args, views) -> SimpleNamespace:
                            reader=reader, start=time.time())
 
 
-def loader(ctx) -> tuple:
-    """DataLoader of query/key clip pairs; under DDP each process sees its share of the videos."""
+def loader(ctx, seed):
+    """DataLoader of query/key clip pairs; under DDP each process sees its share of the videos.
+    Resumable within an epoch: order and augmentation follow from ``seed``, epoch and index."""
     settings = ctx.settings
     dataset = TwoClipDataset(ctx.videos, ctx.reader, settings["clip"], settings["model"].get("flow_channels", 2))
     batch = settings["optim"]["batch_size"]
     if len(dataset) < batch * ctx.world:
         sys.exit(f"{len(dataset)} training videos are fewer than one batch ({batch} x {ctx.world} processes): "
                  "lower presets.<preset>.optim.batch_size")
-    sampler = DistributedSampler(dataset, seed=0, drop_last=True) if ctx.world > 1 else None
-    workers = settings.get("resources", {}).get("workers", 0)
-    data = DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                      num_workers=workers, pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None)
+    data = resumable_loader(dataset, batch, seed, workers=settings.get("resources", {}).get("workers", 0),
+                            rank=ctx.rank, world=ctx.world, pin_memory=ctx.device.type == "cuda")
     print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
           f"lr {settings['optim']['lr']}", file=sys.stderr)
-    return data, sampler
+    return data
 
 
 def build_moco(view, settings, device, second_dim=None) -> MoCo:
@@ -81,13 +78,14 @@ def build_moco(view, settings, device, second_dim=None) -> MoCo:
     return place(model, device)
 
 
-def trainer(ctx, model, args, schedule: dict, inputs=()) -> Trainer:
-    """The resumable trainer of a stage (``inputs``: the checkpoints it starts from); the model is
-    wrapped in DDP when there are several processes."""
+def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Trainer:
+    """The resumable trainer of a stage (``inputs``: the checkpoints it starts from, ``generators``:
+    the stage's own RNGs); the model is wrapped in DDP when there are several processes."""
     wrapped = DistributedDataParallel(model) if ctx.world > 1 else model
     optim = ctx.settings["optim"]
     return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule.get("lr_steps", []),
-                   lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device, inputs=inputs)
+                   lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device, inputs=inputs,
+                   checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators)
 
 
 def export(ctx, model, args, trainer, history, extra_meta=None) -> None:

@@ -3,11 +3,19 @@
 A stage supplies ``step(batch) -> StepResult``; the trainer owns the rest:
 
 - Adam with lr steps (x0.1) at configured epochs; bf16 autocast on CUDA;
-- a resumable state (model, optimiser, scheduler, epoch, RNG) written atomically
-  to ``<run_dir>/state.pt`` after every epoch, outside Snakemake's declared
-  outputs (Snakemake deletes a failed job's outputs), and resumed automatically;
-- SIGTERM / SIGUSR1 (cluster preemption) save the state and exit with status 143,
-  so a requeued or retried job resumes at the interrupted epoch;
+- a resumable state (model with its MoCo queue, optimiser, scheduler, epoch, step
+  within the epoch, the epoch's running metrics, RNG states) written atomically to
+  ``<run_dir>/state.pt`` after every epoch and every ``checkpoint_minutes`` within
+  one, outside Snakemake's declared outputs (Snakemake deletes a failed job's
+  outputs); the previous state is kept as ``state.prev.pt`` and used when the
+  newest does not load;
+- an exact resume: the sample order of an epoch is a function of (seed, epoch)
+  and each sample's augmentation of (seed, epoch, index) (:func:`resumable_loader`),
+  so a resumed run skips the consumed batches by index and continues with the
+  same remaining samples, bit for bit on CPU;
+- SIGTERM / SIGUSR1 (cluster preemption) save the state at the next step boundary
+  and exit with status 143, so a requeued or retried job resumes at that step;
+- ``<run_dir>/lock`` (owner pid and host) keeps a second trainer off the run dir;
 - a NaN or infinite loss stops with the epoch and step, leaving the last good state;
 - tqdm progress, ``metrics.csv`` and TensorBoard logs (loss, accuracy, lr, clips/s).
 """
@@ -24,11 +32,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from coclr import distributed
-from coclr.io import atomic_path, sha256
+from coclr.io import OwnerLock, atomic_path, sha256
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: the job failed and should be retried
 
@@ -55,40 +64,139 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(recipe(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+def rng_state(generators=None) -> dict:
+    """Global RNG states, plus those of the stage's own ``generators`` (name -> torch.Generator)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "generators": {name: g.get_state() for name, g in (generators or {}).items()}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, generators=None) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("generators", {})  # states written before stages had generators of their own lack it
+    for name, g in (generators or {}).items():
+        if name in saved:
+            g.set_state(saved[name])
+
+
+# -- an epoch order that can start in the middle ---------------------------------------
+def item_seed(seed, epoch, index) -> int:
+    return (seed * 1_000_003 + epoch) * 1_000_003 + index
+
+
+class SeededItems(Dataset):
+    """Each item drawn with the python and torch RNGs seeded from (seed, epoch, index).
+
+    A sample's augmentation then depends neither on which DataLoader worker loads it
+    nor on what was loaded before, so skipping the consumed part of an epoch leaves
+    the rest unchanged. The caller's RNG states are restored around each item, so
+    loading in the main process (workers=0) does not disturb the training step's draws.
+    """
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        python, cpu = random.getstate(), torch.get_rng_state()
+        seed = item_seed(self.seed, epoch, index)
+        random.seed(seed)
+        torch.default_generator.manual_seed(seed)  # CPU only: a CUDA training RNG is left alone
+        try:
+            return self.dataset[index]
+        finally:
+            random.setstate(python)
+            torch.set_rng_state(cpu)
+
+
+class EpochBatches(Sampler):
+    """Batches of (epoch, index) keys: a permutation from a generator seeded with (seed, epoch),
+    this process's share of it (every ``world``-th index from ``rank``, as DistributedSampler),
+    cut into batches and started at batch ``skip`` without touching the skipped ones."""
+
+    def __init__(self, size, batch_size, seed, rank=0, world=1, drop_last=True, shuffle=True):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch, skip=0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _mine(self):
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        per_process = self.size // self.world
+        return order[self.rank:per_process * self.world:self.world].tolist()
+
+    def __len__(self):
+        n = self.size // self.world
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        mine = self._mine()
+        for b in range(self.skip, len(self)):
+            yield [(self.epoch, i) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
+
+
+def resumable_loader(dataset, batch_size, seed, workers=0, rank=0, world=1, drop_last=True, pin_memory=False):
+    """A training DataLoader whose epochs :class:`Trainer` can resume mid-way, exactly."""
+    batches = EpochBatches(len(dataset), batch_size, seed, rank, world, drop_last)
+    # Its own generator: creating the iterator draws a base seed, which must not come from the global RNG.
+    return DataLoader(SeededItems(dataset, seed), batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def remaining(loader, epoch, skip):
+    """The batches of ``epoch`` after the first ``skip``: a resumable loader, or a list (tests)."""
+    if isinstance(getattr(loader, "batch_sampler", None), EpochBatches):
+        loader.batch_sampler.set_epoch(epoch, skip)
+        return loader
+    if isinstance(loader, (list, tuple)):
+        return loader[skip:]
+    raise TypeError("Trainer.fit needs a coclr.trainer.resumable_loader (or a list of batches) "
+                    "to resume an epoch in the middle")
 
 
 class Trainer:
     """Runs ``epochs`` epochs of ``step`` over ``loader``, resumably."""
 
     def __init__(self, model, run_dir, settings: dict, epochs: int, lr_steps=(), lr=1e-3, weight_decay=1e-5,
-                 device=torch.device("cpu"), param_groups=None, inputs=()):
+                 device=torch.device("cpu"), param_groups=None, inputs=(), checkpoint_minutes=None,
+                 generators=None):
         """``param_groups``: Adam's groups (e.g. a lower lr for a backbone), default every trainable
         parameter at ``lr``. ``inputs``: files the run starts from (checkpoints); a state saved from
-        other contents of them is not resumed."""
+        other contents of them is not resumed. ``checkpoint_minutes``: also save within an epoch this
+        often (None: at epoch ends and on signals only). ``generators``: the stage's own RNGs
+        (name -> torch.Generator), saved and restored with the global ones."""
         self.model, self.device, self.epochs = model, device, epochs
         self.run_dir = Path(run_dir)
         self.state_path = self.run_dir / "state.pt"
+        self.previous_path = self.run_dir / "state.prev.pt"
         self.settings_id = settings_hash({**settings, "inputs": [sha256(path) for path in inputs]})
+        self.checkpoint_s = None if checkpoint_minutes is None else 60.0 * checkpoint_minutes
+        self.generators = generators or {}
         groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
         self.optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(lr_steps), gamma=0.1)
         self.epoch = 0  # first epoch still to run
+        self.position = {"step": 0, "totals": {}, "clips": 0}  # progress within self.epoch
         self._stop_signal = None
+        self.lock = None
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = OwnerLock(self.run_dir / "lock", what=f"a trainer on {self.run_dir}")
         self.resume()
 
     # -- state ---------------------------------------------------------------------------
@@ -96,6 +204,7 @@ class Trainer:
         return getattr(self.model, "module", self.model)
 
     def save_state(self) -> None:
+        """Write ``state.pt``, keeping the one it replaces as ``state.prev.pt``."""
         if not distributed.is_main():
             return
         state = {
@@ -103,30 +212,63 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
-            "rng": rng_state(),
+            "position": self.position,
+            "rng": rng_state(self.generators),
             "settings": self.settings_id,
         }
         with atomic_path(self.state_path) as tmp:
             torch.save(state, tmp)
+            if self.state_path.exists():
+                self.state_path.replace(self.previous_path)
+
+    def _load(self, path):
+        """The state at ``path``, or None with a message naming the file when it does not load."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            missing = {"model", "optimizer", "scheduler", "epoch", "rng", "settings"} - set(state)
+            if missing:
+                raise KeyError(f"no {', '.join(sorted(missing))}")
+            return state
+        except Exception as error:  # a torn or foreign file: any failure means "not this one"
+            print(f"{path} does not load ({type(error).__name__}: {error})", file=sys.stderr)
+            return None
 
     def resume(self) -> None:
-        """Continue from ``state.pt`` if it was written with the same settings."""
-        if not self.state_path.exists():
+        """Continue from ``state.pt`` (or ``state.prev.pt`` when it does not load) if written with the
+        same settings."""
+        candidates = [p for p in (self.state_path, self.previous_path) if p.exists()]
+        state, used = None, None
+        for path in candidates:
+            state = self._load(path)
+            if state is not None:
+                used = path
+                break
+        if state is None:
+            if candidates:
+                self._set_aside(candidates, "broken")
+                print(f"no state of {' or '.join(map(str, candidates))} loads: starting afresh", file=sys.stderr)
             return
-        state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        if used != self.state_path:
+            print(f"falling back to the previous state {used}", file=sys.stderr)
         if state["settings"] != self.settings_id:  # other settings or other starting checkpoints
-            stale = self.state_path.with_name(f"state.stale-{int(time.time())}.pt")
-            if distributed.is_main():
-                self.state_path.rename(stale)
-            print(f"settings changed since {self.state_path} was written: starting afresh (kept as {stale})",
+            kept = self._set_aside(candidates, "stale")
+            print(f"settings changed since {used} was written: starting afresh (kept as {', '.join(kept)})",
                   file=sys.stderr)
             return
         self.unwrapped().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = state["epoch"]
-        set_rng_state(state["rng"])
-        print(f"resumed from {self.state_path} at epoch {self.epoch}", file=sys.stderr)
+        # States of per-epoch checkpointing (older coclr) have no position: the epoch starts over.
+        self.epoch, self.position = state["epoch"], state.get("position", self.position)
+        set_rng_state(state["rng"], self.generators)
+        print(f"resumed from {used} at epoch {self.epoch}, step {self.position['step']}", file=sys.stderr)
+
+    def _set_aside(self, paths, why) -> list:
+        kept = [str(p.with_name(f"{p.stem}.{why}-{int(time.time())}.pt")) for p in paths]
+        if distributed.is_main():
+            for path, new in zip(paths, kept):
+                path.rename(new)
+        return kept
 
     # -- signals -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -144,28 +286,35 @@ class Trainer:
 
     def _check_preempted(self) -> None:
         if distributed.any_process(self._stop_signal is not None):  # all ranks stop at the same step
-            self.save_state()  # the epoch in progress is run again on resume
-            print(f"received a stop signal: saved {self.state_path} at epoch {self.epoch}, exiting",
-                  file=sys.stderr)
+            self.save_state()
+            print(f"received a stop signal: saved {self.state_path} at epoch {self.epoch + 1}, "
+                  f"step {self.position['step']}, exiting", file=sys.stderr)
             raise Preempted()
 
     # -- loop ----------------------------------------------------------------------------
-    def fit(self, loader, step, sampler=None, on_epoch_end=None) -> list:
-        """Train to ``epochs``; return the per-epoch metrics of this run."""
+    def fit(self, loader, step, on_epoch_end=None) -> list:
+        """Train to ``epochs``; return the per-epoch metrics of this run. ``loader``: a
+        :func:`resumable_loader` (or a list of batches, the same every epoch)."""
+        try:
+            return self._fit(loader, step, on_epoch_end)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _fit(self, loader, step, on_epoch_end) -> list:
         history = []
         logger = EpochLogger(self.run_dir) if distributed.is_main() else None
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" \
             else contextlib.nullcontext()
         with self.preemptible():
             while self.epoch < self.epochs:
-                if sampler is not None:
-                    sampler.set_epoch(self.epoch)
                 self.model.train()
-                totals, steps, clips, start = {}, 0, 0, time.time()
+                totals, start, saved = self.position["totals"], time.time(), time.time()
+                first = self.position["step"]
                 # Progress bars on a terminal only: job logs get one summary line per epoch.
-                bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False, file=sys.stderr,
-                           disable=True if logger is None else None)
-                for i, batch in enumerate(bar):
+                bar = tqdm(remaining(loader, self.epoch, first), desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                           leave=False, file=sys.stderr, disable=True if logger is None else None)
+                for i, batch in enumerate(bar, start=first):
                     with autocast:
                         result = step(batch)
                     loss = result.loss.float()
@@ -181,17 +330,23 @@ class Trainer:
                         if value == value:  # NaN marks "not measured in this step"
                             n, total = totals.get(key, (0, 0.0))
                             totals[key] = (n + 1, total + float(value))
-                    steps += 1
-                    clips += len(batch["index"])
+                    self.position["step"] = i + 1
+                    self.position["clips"] += len(batch["index"])
                     bar.set_postfix(loss=f"{loss.item():.3f}")
                     self._check_preempted()
+                    if self.checkpoint_s is not None and time.time() - saved >= self.checkpoint_s:
+                        self.save_state()
+                        saved = time.time()
                 metrics = {key: distributed.mean_over_processes(total / n) for key, (n, total) in totals.items()}
-                seconds = time.time() - start
-                clips_per_s = distributed.mean_over_processes(clips / max(seconds, 1e-9)) * distributed.world_size()
+                seconds, steps, clips = time.time() - start, self.position["step"], self.position["clips"]
+                # Throughput of this run's part of the epoch (a resumed epoch counts from its restart).
+                clips_per_s = distributed.mean_over_processes(
+                    clips * (steps - first) / max(steps, 1) / max(seconds, 1e-9)) * distributed.world_size()
                 metrics.update(epoch=self.epoch + 1, lr=self.optimizer.param_groups[0]["lr"], steps=steps,
                                clips_per_s=clips_per_s)
                 self.scheduler.step()
                 self.epoch += 1
+                self.position = {"step": 0, "totals": {}, "clips": 0}
                 if on_epoch_end is not None:
                     on_epoch_end(metrics)
                 self.save_state()

@@ -21,7 +21,7 @@ SETTINGS = {
     "optim": {"lr": 1e-3, "weight_decay": 1e-5, "batch_size": 8},
     "infonce": {"epochs": 1, "lr_steps": []},
     "cotrain": {"epochs": 3, "lr_steps": [], "topk": 2, "self_drop": 0.9},
-    "resources": {"threads": 1, "workers": 0},
+    "resources": {"threads": 1, "workers": 0, "checkpoint_minutes": 10},
 }
 
 

@@ -179,7 +179,7 @@ def test_features_average_dense_windows_per_video(shard):
 def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
     path, manifest = shard
     settings = {"model": {"width": 0.25, "depth": 3, "flow_channels": 2}, "clip": CLIP,
-                "optim": {"weight_decay": 1e-5}, "resources": {"threads": 1, "workers": 0},
+                "optim": {"weight_decay": 1e-5}, "resources": {"threads": 1, "workers": 0, "checkpoint_minutes": 10},
                 "finetune": {"epochs": 2, "lr": 1e-3, "dropout": 0.9, "batch_size": 2, "holdout": 0.5}}
     common = ["--manifest", str(manifest), "--frames", str(path), "--settings", json.dumps(settings)]
     main(["features", "--view", "rgb", "--random", "--out", str(tmp_path / "random_rgb.pt"), *common])

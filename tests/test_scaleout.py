@@ -29,7 +29,7 @@ def settings(epochs=EPOCHS, batch=8):
         "moco": {"queue_size": 64, "momentum": 0.99, "temperature": 0.07, "dim": 32},
         "optim": {"lr": 1e-3, "weight_decay": 1e-5, "batch_size": batch},
         "infonce": {"epochs": epochs, "lr_steps": []},
-        "resources": {"gpus": 0, "threads": 1, "workers": 0},
+        "resources": {"gpus": 0, "threads": 1, "workers": 0, "checkpoint_minutes": 10},
     }
 
 

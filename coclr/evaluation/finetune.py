@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from coclr.augment import RandomColour, to_device
 from coclr.clips import ClipDataset
@@ -35,7 +34,7 @@ from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
 from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
-from coclr.trainer import StepResult, Trainer
+from coclr.trainer import StepResult, Trainer, resumable_loader
 
 
 def add_arguments(parser) -> None:
@@ -70,7 +69,7 @@ def video_probabilities(model, videos, reader, clip, view, flow_channels, ten_cr
     return per_video_mean(lambda clips: model(clips).softmax(1), dataset, view, batch_size, workers)
 
 
-def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, checkpoint, workers=0):
+def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, checkpoint, workers=0, seed=0):
     """Train on the ``fit`` videos, resumably; load the epoch with the best top-1 on ``held``.
 
     Returns the held-out top-1 of every epoch (this run's and any resumed one's).
@@ -82,10 +81,11 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
               {"params": list(model[0].parameters()), "lr": tune["lr"] / 10}]
     trainer = Trainer(model, run_dir, settings, tune["epochs"], lr=tune["lr"],
                       weight_decay=settings.get("optim", {}).get("weight_decay", 0.0), device=run_on,
-                      param_groups=groups, inputs=[checkpoint])
+                      param_groups=groups, inputs=[checkpoint],
+                      checkpoint_minutes=settings["resources"]["checkpoint_minutes"])
     samples = ClipDataset(fit, reader, clip, flow_channels)
-    loader = DataLoader(samples, batch_size=tune["batch_size"], shuffle=True, num_workers=workers,
-                        drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
+    loader = resumable_loader(samples, tune["batch_size"], seed, workers=workers,
+                              drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
     colour, held_labels = RandomColour(), torch.tensor(held["label"].to_numpy())
     best_path = Path(run_dir) / "best.pt"
 
@@ -139,7 +139,7 @@ def run(args) -> None:
     model = place(Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]), device())
     fit, held = holdout_split(train["label"], train["group"], settings["finetune"]["holdout"], args.seed)
     curve = fine_tune(model, train.iloc[fit.numpy()], train.iloc[held.numpy()], reader, settings, view, flow_channels,
-                      args.run_dir, args.checkpoint, resources.get("workers", 0))
+                      args.run_dir, args.checkpoint, resources.get("workers", 0), args.seed)
     probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels, args.ten_crop,
                                 workers=resources.get("workers", 0))
     best = max(range(len(curve)), key=curve.__getitem__) + 1
