@@ -26,8 +26,8 @@ from coclr.trainer import Trainer
 def add_arguments(parser) -> None:
     parser.add_argument("--view", choices=["rgb", "flow"], required=True)
     parser.add_argument("--manifest", required=True, help="manifest CSV (coclr ingest)")
-    parser.add_argument("--frames", nargs="+", required=True, help="frame shards")
-    parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
+    parser.add_argument("--frames", nargs="*", default=[], help="frame shards (read by the RGB view)")
+    parser.add_argument("--flow", nargs="*", default=[], help="flow shards (read by the flow view)")
     parser.add_argument("--run-dir", required=True, help="resumable state and logs (kept across failures)")
     parser.add_argument("--out", required=True, help="final model checkpoint")
     parser.add_argument("--seed", type=int, default=0)
@@ -42,6 +42,9 @@ def prepare(args, views) -> SimpleNamespace:
     rank, world, device = distributed.setup()
     random.seed(args.seed + rank)
     torch.manual_seed(args.seed + rank)
+    # Each view reads its own shards only, so a single-view stage runs without the other's.
+    if "rgb" in views and not args.frames:
+        sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
         sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
     stores = {"rgb": frame_store(args.frames) if "rgb" in views else None,

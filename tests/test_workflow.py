@@ -69,6 +69,23 @@ def test_ucf101_dry_run_shows_the_coclr_schedule(tiny_dataset, tmp_path):
     assert "--init models/ucf101/coclr_c1_flow.pt --miner models/ucf101/coclr_c2_rgb.pt" in result.stdout
 
 
+def test_single_view_jobs_declare_only_their_view(tiny_dataset, tmp_path):
+    """RGB InfoNCE (the head of the critical path) plans no flow job; flow InfoNCE reads no frame shard."""
+    videos = tiny_dataset["videos"]
+    config = [f"datasets={{ucf101: {{format: ucf101, root: {videos}, splits_dir: {videos}}}}}", "preset=paper"]
+    snakemake(tmp_path, "--cores", 1, "data/ucf101/manifest.csv", "--config", *config)
+    rgb = snakemake(tmp_path, "-n", "-p", "models/ucf101/infonce_rgb.pt", "models/ucf101/ubernce_rgb.pt",
+                    "--config", *config)
+    jobs = planned_jobs(rgb.stdout)
+    assert jobs["pretrain"] == 2 and jobs["frames"] >= 1 and "flow" not in jobs
+    commands = [line for line in rgb.stdout.splitlines() if " pretrain --view rgb" in line]
+    assert len(commands) == 2 and all("/frames/shard_" in c and "/flow/" not in c for c in commands)
+    flow = snakemake(tmp_path, "-n", "-p", "models/ucf101/infonce_flow.pt", "--config", *config)
+    command = next(line for line in flow.stdout.splitlines() if " pretrain --view flow" in line)
+    assert "--flow data/ucf101/flow/shard_" in command and "/frames/" not in command
+    assert planned_jobs(flow.stdout)["flow"] >= 1
+
+
 def test_data_stage_runs_for_real(tmp_path):
     snakemake(tmp_path, "--cores", 2, "data/synthetic/flow/shard_00000.h5")
     manifest = pd.read_csv(tmp_path / "data/synthetic/manifest.csv")
