@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from realdata import ucf101_layout
 
 TINY_CONFIG = REPO / "tests" / "fixtures" / "tiny_config.yaml"
 
@@ -69,10 +70,10 @@ def test_ucf101_dry_run_shows_the_coclr_schedule(tiny_dataset, tmp_path):
     assert "--init models/ucf101/coclr_c1_flow.pt --miner models/ucf101/coclr_c2_rgb.pt" in result.stdout
 
 
-def test_single_view_jobs_declare_only_their_view(tiny_dataset, tmp_path):
+def test_single_view_jobs_declare_only_their_view(tmp_path):
     """RGB InfoNCE (the head of the critical path) plans no flow job; flow InfoNCE reads no frame shard."""
-    videos = tiny_dataset["videos"]
-    config = [f"datasets={{ucf101: {{format: ucf101, root: {videos}, splits_dir: {videos}}}}}", "preset=paper"]
+    entry = ucf101_layout(tmp_path / "ucf101", groups=3, clips=1, frames=8, size=(64, 48))
+    config = [f"datasets={{ucf101: {{format: ucf101, root: {entry['root']}, splits_dir: {entry['splits_dir']}}}}}"]
     snakemake(tmp_path, "--cores", 1, "data/ucf101/manifest.csv", "--config", *config)
     rgb = snakemake(tmp_path, "-n", "-p", "models/ucf101/infonce_rgb.pt", "models/ucf101/ubernce_rgb.pt",
                     "--config", *config)
