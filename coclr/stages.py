@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from coclr import distributed
+from coclr.augment import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
@@ -47,7 +48,8 @@ def prepare(args, views) -> SimpleNamespace:
         sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
         sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
-    stores = {"rgb": frame_store(args.frames) if "rgb" in views else None,
+    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.augment)
+    stores = {"rgb": frame_store(args.frames, encoded=on_device) if "rgb" in views else None,
               "flow": flow_store(args.flow) if "flow" in views else None}
     manifest = pd.read_csv(args.manifest)
     videos = usable_videos(manifest, "train", [s for s in stores.values() if s is not None])
@@ -68,7 +70,7 @@ def loader(ctx) -> tuple:
                  "lower presets.<preset>.optim.batch_size")
     sampler = DistributedSampler(dataset, seed=0, drop_last=True) if ctx.world > 1 else None
     workers = settings.get("resources", {}).get("workers", 0)
-    data = DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
+    data = DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True, collate_fn=collate,
                       num_workers=workers, pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None)
     print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
