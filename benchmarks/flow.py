@@ -20,8 +20,8 @@ then bytes and error of each storage encoding of the flow.
 Each path runs ``--repeats`` times, the paths interleaved, and the table gives
 medians: other load on the machine then hits every path alike. "cold" is the
 first call (compiling included, with an empty compile cache); "warm" the median
-of the others. Peak memory per pair is the growth of peak RSS over one call in
-a fresh process (its own compile cache warm) divided by the pairs. EPE vs
+of the others. Peak memory per pair is the growth of peak RSS over one (second)
+call in a fresh process, divided by the pairs of that call. EPE vs
 OpenCV is the mean end-point distance to OpenCV's flow of the same pairs.
 ``--profile`` adds torch.profiler's top operators of the eager path.
 OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, as the
@@ -33,7 +33,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the torch import
 import multiprocessing
-import resource
 import statistics
 import tempfile
 import time
@@ -89,23 +88,33 @@ def run_path(prev, nxt, kwargs, batch, threads):
                            for i in range(0, len(prev), batch)])
 
 
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 def _peak_child(queue, prev, nxt, kwargs, batch, threads, cache):
     use_compile_cache(cache)
-    if kwargs.get("compile"):  # compile (from the cache) before measuring the working set
-        run_path(prev[:2], nxt[:2], kwargs, batch, threads)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = min(len(prev), batch or len(prev))
+    run_path(prev[:n], nxt[:n], kwargs, batch, threads)  # compiles (from the cache), allocates the pools
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # resets the peak (VmHWM) to the current RSS
+        f.write("5")
     run_path(prev[:n], nxt[:n], kwargs, batch, threads)
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 / n)
+    queue.put((_status_kib("VmHWM") - before) / 1024 / n)
 
 
 def peak_mib_per_pair(prev, nxt, kwargs, batch, threads, cache):
+    """Peak RSS growth per pair over one call, in a fresh process whose allocator returns every
+    large block to the system on free (a fixed mmap threshold), so the peak is the call's own."""
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     child = ctx.Process(target=_peak_child, args=(queue, prev, nxt, kwargs, batch, threads, cache))
     child.start()
     value = queue.get()
     child.join()
+    del os.environ["MALLOC_MMAP_THRESHOLD_"]
     return value
 
 

@@ -110,3 +110,30 @@ def test_the_whole_pipeline_end_to_end(tmp_path):
     assert model["meta"]["epochs"] == 2
     purity = pd.read_csv(tmp_path / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
     assert purity.notna().any()
+
+
+def test_timeline_reads_a_run_log():
+    from benchmarks.timeline import parse, table
+
+    log = """[Tue Dec  1 09:47:59 2026]
+localrule synthesize:
+    jobid: 5
+    wildcards: dataset=synthetic
+[Tue Dec  1 09:48:08 2026]
+Finished jobid: 5 (Rule: synthesize)
+[Tue Dec  1 09:48:09 2026]
+rule flow:
+    jobid: 3
+    wildcards: dataset=synthetic, shard=00000
+[Tue Dec  1 09:48:09 2026]
+rule pretrain:
+    jobid: 7
+[Tue Dec  1 09:49:09 2026]
+Finished jobid: 3 (Rule: flow)
+"""
+    jobs = parse(log.splitlines())
+    assert [(rule, wildcards) for rule, wildcards, *_ in jobs] == [("synthesize", "dataset=synthetic"),
+                                                                  ("flow", "dataset=synthetic, shard=00000")]
+    text = table(jobs, width=10)
+    assert "| flow | dataset=synthetic, shard=00000 | 10 | 70 | 60 | `.#########` |" in text
+    assert "wall 70 s, 69 job-seconds; per rule: flow 60 s, synthesize 9 s" in text

@@ -15,6 +15,9 @@ rule flow:
         compile=str(FLOW["compile"]).lower(),  # YAML reads true/false as booleans
         cache=FLOW["compile_cache"],
         tvl1=" ".join(f"--param {name}={value}" for name, value in FLOW["params"].items()),
+    # Flow InfoNCE, the miner of the first CoCLR stage, waits for every shard: flow goes before the
+    # oracle (6, 5) and the evaluations, and beside RGB InfoNCE (10), which no longer waits for it.
+    priority: 9
     threads: config["resources"]["threads"]
     resources:
         gpu=1 if FLOW["device"] == "cuda" else 0,
