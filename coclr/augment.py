@@ -9,6 +9,9 @@ copy. :func:`rgb_input` then turns a batch into network input on the training
 device, where :class:`RandomColour` applies the colour augmentations to the
 whole batch at once with one draw per clip. Per clip on the CPU, colour jitter
 and blur cost ~76 ms a 32x128x128 clip, too slow to feed a GPU (docs/benchmarks.md).
+With ``resources.jpeg_decode: device`` the loader does not decode either: it
+reads the JPEG bytes and draws the crop, and :func:`decode_clips` decodes and
+crops the batch on the training device.
 
 Two deliberate differences from the reference code, both behind options:
 - a horizontal flip negates the x component of flow (the reference did not,
