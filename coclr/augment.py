@@ -9,6 +9,9 @@ copy. :func:`rgb_input` then turns a batch into network input on the training
 device, where :class:`RandomColour` applies the colour augmentations to the
 whole batch at once with one draw per clip. Per clip on the CPU, colour jitter
 and blur cost ~76 ms a 32x128x128 clip, too slow to feed a GPU (docs/benchmarks.md).
+With ``resources.jpeg_decode: device`` the loader does not decode either: it
+reads the JPEG bytes and draws the crop, and :func:`decode_clips` decodes and
+crops the batch on the training device.
 
 Two deliberate differences from the reference code, both behind options:
 - a horizontal flip negates the x component of flow (the reference did not,
@@ -22,6 +25,10 @@ import random
 
 import torch
 import torch.nn.functional as nnf
+from torch.utils.data._utils.collate import collate as collate_with, default_collate_fn_map
+from torchvision.io import decode_jpeg
+
+from coclr.data import EncodedClip
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -54,9 +61,40 @@ def resized_crop(images, box, size, antialias):
 
 
 def crop_rgb(frames, box, size, flip):
-    """uint8 (T, H, W, 3) -> uint8 (T, 3, size, size)."""
-    video = resized_crop(frames.permute(0, 3, 1, 2), box, size, antialias=True)
+    """uint8 (T, H, W, 3) -> uint8 (T, 3, size, size); an :class:`EncodedClip` keeps the crop for after its decode."""
+    if isinstance(frames, EncodedClip):
+        return EncodedClip(frames.jpegs, *frames.shape[1:3], crop=(box, size, flip))
+    return _crop_decoded(frames.permute(0, 3, 1, 2), box, size, flip)
+
+
+def _crop_decoded(video, box, size, flip):
+    """(T, 3, H, W) -> (T, 3, size, size). Bilinear antialiased resizing of uint8 exists on the CPU
+    only: elsewhere it runs in float, which :func:`rgb_input` takes as well (same 0-255 scale)."""
+    if video.device.type != "cpu":
+        video = video.float()
+    video = resized_crop(video, box, size, antialias=True)
     return video.flip(-1) if flip else video
+
+
+def decode_clips(clips, device):
+    """JPEG clips (a list of :class:`EncodedClip`) -> their crops (N, T, 3, S, S), decoded in one batch on ``device``.
+
+    torchvision's ``decode_jpeg`` decodes a list of images at once; on CUDA with
+    nvJPEG, so the loader's CPU cores only read bytes (11 ms of CPU a paper-size clip
+    otherwise). On the CPU it is the same libjpeg decode as the loader's.
+    """
+    frames = decode_jpeg([jpeg for clip in clips for jpeg in clip.jpegs], device=device)
+    out, start = [], 0
+    for clip in clips:
+        video = torch.stack(frames[start:start + len(clip.jpegs)])
+        start += len(clip.jpegs)
+        out.append(_crop_decoded(video, *clip.crop))
+    return torch.stack(out)
+
+
+def collate(batch):
+    """The DataLoader's default collation, with :class:`EncodedClip` values kept as lists."""
+    return collate_with(batch, collate_fn_map={**default_collate_fn_map, EncodedClip: lambda b, **_: list(b)})
 
 
 def crop_flow(flow, box, size, flip, negate_x=True):
@@ -82,11 +120,18 @@ def rgb_input(clips, colour=None):
 
 
 def to_device(batch, device, colour=None):
-    """Move a (nested) batch to ``device``; its uint8 RGB clips become network input there (coloured by ``colour``)."""
+    """Move a (nested) batch to ``device``; its uint8 RGB clips (or JPEG clips, decoded there)
+    become network input there (coloured by ``colour``)."""
     if isinstance(batch, dict):
-        return {k: rgb_input(v.to(device, non_blocking=True), colour) if k == "rgb" else to_device(v, device, colour)
+        return {k: rgb_input(_rgb_on(v, device), colour) if k == "rgb" else to_device(v, device, colour)
                 for k, v in batch.items()}
     return batch.to(device, non_blocking=True) if torch.is_tensor(batch) else batch
+
+
+def _rgb_on(clips, device):
+    if isinstance(clips, list):
+        return decode_clips(clips, device)
+    return clips.to(device, non_blocking=True)
 
 
 def flow_input(field, channels=2):

@@ -189,9 +189,32 @@ class ShardStore:
         return self.read(video_id, lo, hi)[torch.from_numpy(indices - lo)]
 
 
-def frame_store(shard_paths) -> ShardStore:
-    """RGB frames: uint8 tensors (T, H, W, 3)."""
-    return ShardStore(shard_paths)
+class EncodedClip:
+    """A clip's frames still JPEG-encoded, for decoding on the training device (``resources.jpeg_decode: device``).
+
+    ``shape`` is the decoded clip's (T, H, W, 3), from the video's attributes, so the
+    augmentation can draw its crop before any pixel is decoded; ``crop`` holds the
+    (box, size, flip) it drew, applied after the decode (:func:`coclr.augment.decode_clips`).
+    """
+
+    def __init__(self, jpegs, height, width, crop=None):
+        self.jpegs, self.shape, self.crop = jpegs, (len(jpegs), int(height), int(width), 3), crop
+
+
+class EncodedFrameStore(ShardStore):
+    """RGB frames as stored: :class:`EncodedClip` of uint8 byte tensors, decoded later on the device."""
+
+    def read_indices(self, video_id, indices):
+        indices = np.asarray(indices)
+        lo, hi = int(indices.min()), int(indices.max()) + 1
+        encoded = self.encoded(video_id, lo, hi)
+        attrs = self._video(video_id)[0].attrs
+        return EncodedClip([torch.from_numpy(encoded[i - lo]) for i in indices], attrs["height"], attrs["width"])
+
+
+def frame_store(shard_paths, encoded=False) -> ShardStore:
+    """RGB frames: uint8 tensors (T, H, W, 3), or with ``encoded`` :class:`EncodedClip` for device decoding."""
+    return EncodedFrameStore(shard_paths) if encoded else ShardStore(shard_paths)
 
 
 def flow_store(shard_paths) -> ShardStore:

@@ -14,6 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from coclr import distributed
+from coclr.augment import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
@@ -25,8 +26,8 @@ from coclr.trainer import Trainer, resumable_loader
 def add_arguments(parser) -> None:
     parser.add_argument("--view", choices=["rgb", "flow"], required=True)
     parser.add_argument("--manifest", required=True, help="manifest CSV (coclr ingest)")
-    parser.add_argument("--frames", nargs="+", required=True, help="frame shards")
-    parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
+    parser.add_argument("--frames", nargs="*", default=[], help="frame shards (read by the RGB view)")
+    parser.add_argument("--flow", nargs="*", default=[], help="flow shards (read by the flow view)")
     parser.add_argument("--run-dir", required=True, help="resumable state and logs (kept across failures)")
     parser.add_argument("--out", required=True, help="final model checkpoint")
     parser.add_argument("--seed", type=int, default=0)
@@ -41,9 +42,13 @@ def prepare(args, views) -> SimpleNamespace:
     rank, world, device = distributed.setup()
     random.seed(args.seed + rank)
     torch.manual_seed(args.seed + rank)
+    # Each view reads its own shards only, so a single-view stage runs without the other's.
+    if "rgb" in views and not args.frames:
+        sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
         sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
-    stores = {"rgb": frame_store(args.frames) if "rgb" in views else None,
+    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.augment)
+    stores = {"rgb": frame_store(args.frames, encoded=on_device) if "rgb" in views else None,
               "flow": flow_store(args.flow) if "flow" in views else None}
     manifest = pd.read_csv(args.manifest)
     videos = usable_videos(manifest, "train", [s for s in stores.values() if s is not None])
@@ -64,7 +69,7 @@ def loader(ctx, seed):
         sys.exit(f"{len(dataset)} training videos are fewer than one batch ({batch} x {ctx.world} processes): "
                  "lower presets.<preset>.optim.batch_size")
     data = resumable_loader(dataset, batch, seed, workers=settings.get("resources", {}).get("workers", 0),
-                            rank=ctx.rank, world=ctx.world, pin_memory=ctx.device.type == "cuda")
+                            rank=ctx.rank, world=ctx.world, pin_memory=ctx.device.type == "cuda", collate=collate)
     print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
           f"lr {settings['optim']['lr']}", file=sys.stderr)
     return data

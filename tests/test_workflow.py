@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from realdata import ucf101_layout
 
 TINY_CONFIG = REPO / "tests" / "fixtures" / "tiny_config.yaml"
 
@@ -69,6 +70,23 @@ def test_ucf101_dry_run_shows_the_coclr_schedule(tiny_dataset, tmp_path):
     assert "--init models/ucf101/coclr_c1_flow.pt --miner models/ucf101/coclr_c2_rgb.pt" in result.stdout
 
 
+def test_single_view_jobs_declare_only_their_view(tmp_path):
+    """RGB InfoNCE (the head of the critical path) plans no flow job; flow InfoNCE reads no frame shard."""
+    entry = ucf101_layout(tmp_path / "ucf101", groups=3, clips=1, frames=8, size=(64, 48))
+    config = [f"datasets={{ucf101: {{format: ucf101, root: {entry['root']}, splits_dir: {entry['splits_dir']}}}}}"]
+    snakemake(tmp_path, "--cores", 1, "data/ucf101/manifest.csv", "--config", *config)
+    rgb = snakemake(tmp_path, "-n", "-p", "models/ucf101/infonce_rgb.pt", "models/ucf101/ubernce_rgb.pt",
+                    "--config", *config)
+    jobs = planned_jobs(rgb.stdout)
+    assert jobs["pretrain"] == 2 and jobs["frames"] >= 1 and "flow" not in jobs
+    commands = [line for line in rgb.stdout.splitlines() if " pretrain --view rgb" in line]
+    assert len(commands) == 2 and all("/frames/shard_" in c and "/flow/" not in c for c in commands)
+    flow = snakemake(tmp_path, "-n", "-p", "models/ucf101/infonce_flow.pt", "--config", *config)
+    command = next(line for line in flow.stdout.splitlines() if " pretrain --view flow" in line)
+    assert "--flow data/ucf101/flow/shard_" in command and "/frames/" not in command
+    assert planned_jobs(flow.stdout)["flow"] >= 1
+
+
 def test_data_stage_runs_for_real(tmp_path):
     snakemake(tmp_path, "--cores", 2, "data/synthetic/flow/shard_00000.h5")
     manifest = pd.read_csv(tmp_path / "data/synthetic/manifest.csv")
@@ -92,3 +110,30 @@ def test_the_whole_pipeline_end_to_end(tmp_path):
     assert model["meta"]["epochs"] == 2
     purity = pd.read_csv(tmp_path / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
     assert purity.notna().any()
+
+
+def test_timeline_reads_a_run_log():
+    from benchmarks.timeline import parse, table
+
+    log = """[Tue Dec  1 09:47:59 2026]
+localrule synthesize:
+    jobid: 5
+    wildcards: dataset=synthetic
+[Tue Dec  1 09:48:08 2026]
+Finished jobid: 5 (Rule: synthesize)
+[Tue Dec  1 09:48:09 2026]
+rule flow:
+    jobid: 3
+    wildcards: dataset=synthetic, shard=00000
+[Tue Dec  1 09:48:09 2026]
+rule pretrain:
+    jobid: 7
+[Tue Dec  1 09:49:09 2026]
+Finished jobid: 3 (Rule: flow)
+"""
+    jobs = parse(log.splitlines())
+    assert [(rule, wildcards) for rule, wildcards, *_ in jobs] == [("synthesize", "dataset=synthetic"),
+                                                                  ("flow", "dataset=synthetic, shard=00000")]
+    text = table(jobs, width=10)
+    assert "| flow | dataset=synthetic, shard=00000 | 10 | 70 | 60 | `.#########` |" in text
+    assert "wall 70 s, 69 job-seconds; per rule: flow 60 s, synthesize 9 s" in text

@@ -199,6 +199,12 @@ def _iterate(u, p, active, i1w_grad, inv_grad_sq, rho_c, l_t, theta, taut, toler
     return torch.where(keep, u_new, u), torch.where(keep, p_new, p), active & (change > tolerance)
 
 
+# The working set never shrinks below two pairs (a converged one stays, frozen by
+# the mask): torch.compile specialises a dimension of size 1, so a batch of one
+# would compile the kernels a second time in the middle of a job.
+_MIN_WORKING_SET = 2
+
+
 @functools.lru_cache
 def _kernels(compiled):
     """The hot functions (inner iteration, median), eager or compiled for all shapes into fused kernels."""
@@ -240,12 +246,15 @@ def _solve_warp(u, p, data, prm, kernels, check_every):
             u = torch.where(active.view(-1, 1, 1, 1), median(u, prm.median_filtering), u)
         u, p, active = iterate(u, p, active, *data, l_t, prm.theta, taut, prm.epsilon**2)
         if (n + 1) % check_every == 0 and not bool(active.all()):
-            u_out[index], p_out[index] = u, p
             live = active.nonzero().squeeze(1)
-            if live.numel() == 0:
-                return u_out, p_out
-            index, active, u, p = index[live], active[live], u[live], p[live]
-            data = tuple(t[live] for t in data)
+            if live.numel() < _MIN_WORKING_SET <= len(active):  # keep a frozen pair as well
+                live = torch.cat([live, (~active).nonzero()[: _MIN_WORKING_SET - live.numel()].squeeze(1)])
+            if live.numel() < len(active) or not bool(active.any()):
+                u_out[index], p_out[index] = u, p
+                if not bool(active.any()):
+                    return u_out, p_out
+                index, active, u, p = index[live], active[live], u[live], p[live]
+                data = tuple(t[live] for t in data)
     u_out[index], p_out[index] = u, p
     return u_out, p_out
 
@@ -261,6 +270,11 @@ def tvl1_flow(prev, nxt, params=None, compile=False, check_every=None):
     """
     prm = params or TVL1Params()
     kernels = _kernels(compile)
+    if compile and 0 < prev.shape[0] < _MIN_WORKING_SET:  # pad with copies: one set of compiled kernels
+        pad = _MIN_WORKING_SET - prev.shape[0]
+        flow = tvl1_flow(torch.cat([prev] + [prev[:1]] * pad), torch.cat([nxt] + [nxt[:1]] * pad), prm,
+                         compile, check_every)
+        return flow[: prev.shape[0]]
     if check_every is None:
         check_every = 1 if prev.device.type == "cpu" else 10
     i0s, i1s = [prev.unsqueeze(1)], [nxt.unsqueeze(1)]

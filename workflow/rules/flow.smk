@@ -12,8 +12,12 @@ rule flow:
         method=FLOW["method"],
         device=FLOW["device"],
         batch_size=FLOW["batch_size"],
-        compile="--compile" if FLOW.get("compile") else "",
+        compile=str(FLOW["compile"]).lower(),  # YAML reads true/false as booleans
+        cache=FLOW["compile_cache"],
         tvl1=" ".join(f"--param {name}={value}" for name, value in FLOW["params"].items()),
+    # Flow InfoNCE, the miner of the first CoCLR stage, waits for every shard: flow goes before the
+    # oracle (6, 5) and the evaluations, and beside RGB InfoNCE (10), which no longer waits for it.
+    priority: 9
     threads: config["resources"]["threads"]
     resources:
         gpu=1 if FLOW["device"] == "cuda" else 0,
@@ -24,4 +28,5 @@ rule flow:
     shell:
         # Idle OpenMP threads must sleep, or they steal the other job's core (docs/flow.md).
         "OMP_WAIT_POLICY=PASSIVE python -m coclr flow --frames {input} --out {output} --method {params.method} "
-        "--device {params.device} --batch-size {params.batch_size} --threads {threads} {params.compile} {params.tvl1} > {log} 2>&1"
+        "--device {params.device} --batch-size {params.batch_size} --threads {threads} --compile {params.compile} "
+        "--compile-cache {params.cache} {params.tvl1} > {log} 2>&1"
