@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from coclr.augment import ClipAugment, crop_flow, crop_rgb, flow_input
-from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, window_indices
+from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, window_indices
 from coclr.data import frame_store
 
 H, W, T = 40, 48, 6
@@ -80,8 +80,36 @@ def test_flow_input_layouts():
     assert torch.allclose(three[0], three[0].flatten()[0].expand_as(three[0]))  # constant channel
 
 
-def test_windows_repeat_the_last_frame_of_short_videos():
-    assert list(window_indices(0, 4, 2, 5)) == [0, 2, 4, 4]
+class RecordingReader:
+    """A reader over videos of given lengths whose frames show their index: what was read is visible."""
+
+    def __init__(self, lengths):
+        self.lengths = lengths
+
+    def length(self, video_id):
+        return self.lengths[video_id]
+
+    def read(self, video_id, indices):
+        return {"rgb": torch.as_tensor(indices, dtype=torch.uint8)[:, None, None, None].expand(-1, 40, 40, 3).contiguous()}
+
+
+def test_short_videos_are_padded_on_the_left_with_their_first_frame():
+    """The reference pads a video shorter than the clip by repeating its first frame, never its last."""
+    assert list(window_indices(latest_start(32, 1, 29), 32, 1, 29)) == [0] * 3 + list(range(29))
+    assert list(window_indices(latest_start(4, 2, 5), 4, 2, 5)) == [0, 0, 2, 4]
+    assert list(window_indices(0, 4, 2, 9)) == [0, 2, 4, 6]  # long enough: no padding
+
+
+def test_a_short_video_gives_one_padded_window_in_training_and_evaluation():
+    videos = pd.DataFrame({"video_id": ["short", "long"], "label": [0, 1], "group": ["a", "b"]})
+    reader = RecordingReader({"short": 29, "long": 47})
+    clip = {"frames": 32, "size": 32, "crop_area": [1.0, 1.0], "eval_stride": 15}
+    train = TwoClipDataset(videos, reader, clip)
+    for _ in range(3):
+        shown = train[0]["query"]["rgb"][:, 0, 16, 16]  # (T, C, H, W) uint8: the frame index
+        assert shown.tolist() == [0] * 3 + list(range(29))
+    dense = DenseClipDataset(videos, reader, clip)
+    assert [(w[0], w[1]) for w in dense.windows] == [(0, -3), (1, 0), (1, 15)]
 
 
 def test_two_clip_dataset_reads_from_the_shards(tiny_dataset):
