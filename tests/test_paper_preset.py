@@ -18,10 +18,9 @@ import pytest
 import torch
 import yaml
 
-from coclr.models import load_backbone, load_model
-
-from benchmarks.stages import HEADERS, stage_table
 from benchmarks.data import print_table
+from benchmarks.stages import HEADERS, stage_table
+from coclr.models import load_backbone, load_model
 from conftest import REPO
 from realdata import ucf101_layout
 
@@ -69,7 +68,7 @@ def paper_data(tmp_path_factory):
     workdir = root / "data_stage"
     rows = run_workflow(workdir, paper_config(root, entry), "data/ucf101/flow/shard_00000.h5",
                         "data/ucf101/flow/shard_00001.h5")
-    assert [r[0] for r in rows] == ["ingest", "frames", "flow"]
+    assert [r[0] for r in rows] == ["ingest", "check", "frames", "flow"]
     return root, entry, workdir / "data"
 
 
@@ -87,7 +86,7 @@ def test_paper_preset_end_to_end_on_real_footage(paper_data):
     rows = run_workflow(workdir, paper_config(paper_data[0], paper_data[1], 2))
     stages = {r[0] for r in rows}
     assert {"pretrain rgb", "pretrain flow", "cotrain rgb", "cotrain flow", "finetune rgb", "ablation"} <= stages
-    assert not {"ingest", "frames", "flow"} & stages, "the data stage ran again"
+    assert not {"ingest", "check", "frames", "flow"} & stages, "the data stage ran again"
     results = workdir / "results" / "ucf101"
     ablation = json.dumps(json.loads((results / "ablation.json").read_text()))
     for method in ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]:
