@@ -80,7 +80,7 @@ def workdir_with_data(paper_data, name):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # the paper's S3D on CPU: see docs/benchmarks.md, "the paper preset on CPU"
+@pytest.mark.timeout(1800)  # fixture included; the paper recipe on CPU: docs/benchmarks.md, "The paper preset on CPU"
 def test_paper_preset_end_to_end_on_real_footage(paper_data):
     workdir = workdir_with_data(paper_data, "flow2")
     rows = run_workflow(workdir, paper_config(paper_data[0], paper_data[1], 2))
@@ -97,7 +97,7 @@ def test_paper_preset_end_to_end_on_real_footage(paper_data):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(1800)
 def test_paper_preset_with_reference_layout_flow(paper_data):
     """3-channel (128, y, x) flow through the stages it changes: both InfoNCE inits, a CoCLR cycle
     (RGB mined by the 3-channel flow network, then flow), and every evaluation of the flow model."""
