@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from coclr.augment import ClipAugment, crop_flow, crop_rgb, flow_input
-from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, window_indices
+from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, usable_videos, window_indices
 from coclr.data import frame_store
 
 H, W, T = 40, 48, 6
@@ -124,3 +124,35 @@ def test_two_clip_dataset_reads_from_the_shards(tiny_dataset):
     assert (dataset.groups[torch.from_numpy(same_group.to_numpy())] == item["group"]).all()
     dense = DenseClipDataset(train, reader, {"frames": 8, "size": 32, "eval_stride": 4})
     assert len(dense) == len(train) * 3  # 16 frames: windows at 0, 4, 8
+
+
+def test_videos_of_different_sizes_and_frame_rates_give_clips_with_frames_fps_set(tmp_path):
+    """Real footage at 160x120 / 25 fps and 176x144 / 30 fps in one dataset, with a short one, resampled to
+    frames.fps 25 at short side 64: every clip comes out at the configured size and length."""
+    from conftest import coclr
+    from realdata import cut
+
+    videos, lists = tmp_path / "videos", tmp_path / "lists"
+    lists.mkdir()
+    specs = {"Biking/v_Biking_g01_c01.avi": ("bikes", (160, 120), 25, 36),
+             "Biking/v_Biking_g02_c01.avi": ("bikes", (176, 144), 30, 30),  # 25 frames at 25 fps: shorter than 32
+             "Phoning/v_Phoning_g01_c01.avi": ("carphone", (176, 144), 30, 48)}
+    for rel, (source, size, fps, frames) in specs.items():
+        cut(source, videos / rel, 0, frames, size, fps=fps)
+    (lists / "classInd.txt").write_text("1 Biking\n2 Phoning\n")
+    (lists / "trainlist01.txt").write_text("".join(f"{rel} {1 + rel.startswith('Phoning')}\n" for rel in specs))
+    (lists / "testlist01.txt").write_text("")
+    manifest = tmp_path / "manifest.csv"
+    coclr("ingest", "--format", "ucf101", "--root", videos, "--splits-dir", lists, "--videos-per-shard", 10,
+          "--out", manifest)
+    table = pd.read_csv(manifest)
+    assert sorted(table["fps"].round()) == [25, 30, 30] and table["height"].nunique() == 2
+    shard = tmp_path / "frames.h5"
+    coclr("frames", "--manifest", manifest, "--shard", 0, "--out", shard, "--fps", 25, "--short-side", 64)
+    store = frame_store([shard])
+    lengths = {rel: store.num_frames(table.set_index("path").loc[str(videos / rel), "video_id"]) for rel in specs}
+    assert [abs(n - e) <= 1 for n, e in zip(lengths.values(), (36, 25, 40))] == [True] * 3  # resampled to 25 fps
+    train = usable_videos(table, "train", [store])
+    dataset = TwoClipDataset(train, ClipReader(frames=store), {"frames": 32, "size": 48, "crop_area": [0.2, 1.0]})
+    for index in range(len(dataset)):
+        assert dataset[index]["query"]["rgb"].shape == (32, 3, 48, 48)
