@@ -1,6 +1,6 @@
 """Compare the two evaluation poolings (clip.eval_pooling) on existing features files.
 
-    python experiments/pooling.py features/synthetic/*.pt [--dataset synthetic]
+    python experiments/pooling.py features/synthetic/*.pt [--preset cpu] [--dataset synthetic]
 
 Every features file holds both per-video poolings of one extraction pass
 (coclr/evaluation/features.py): ``normalised_mean`` (each window's feature
@@ -38,9 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("features", nargs="+", help="features files (coclr features)")
     parser.add_argument("--config", help="config.yaml whose linear_probe settings to use (default: the repo's)")
+    parser.add_argument("--preset", help="preset whose linear_probe settings to use (default: the config's)")
     parser.add_argument("--dataset", help="dataset whose overrides apply (default: the config's)")
     args = parser.parse_args()
-    probe = coclr_config.resolve(coclr_config.load(args.config), args.dataset)["linear_probe"]
+    config = coclr_config.load(args.config)
+    config["preset"] = args.preset or config["preset"]
+    probe = coclr_config.resolve(config, args.dataset)["linear_probe"]
     rows, gaps = [], {"probe": [], "r1": []}
     for path in args.features:
         data = load_features(path)
