@@ -29,6 +29,7 @@ ASSUMED = {
     "scaling_efficiency": 0.9,  # of linear speed-up, with more than one GPU (DDP)
     "flow_bytes_per_rgb_byte": 0.6,  # a flow field (2 x uint8) vs an RGB frame, both compressed
     "train_clips_per_s_per_core": None,  # loader; None = use the measured CPU figure
+    "flow_pairs_per_s_per_core": 2.0,  # PyTorch TV-L1 at 128x171, one CPU thread
 }
 SHORT_SIDE = (128, 171)  # frames as the paper's pipeline stores them (frames.short_side: 128)
 
@@ -48,6 +49,16 @@ def rates() -> tuple:
         loader = measured["train"]["loader"]
         got["train_clips_per_s_per_core"] = loader["paper_preset_rgb_workers0"]
         source["train_clips_per_s_per_core"] = f"measured, {measured['train']['machine']}, {measured['train']['date']}"
+        for preset in ("cpu", "paper"):  # training steps on a CPU, per preset (the preflight's estimate)
+            if f"{preset}_preset_rgb_cpu" in measured["train"]["train"]:
+                key = f"train_clips_per_s_{preset}_cpu"
+                got[key] = measured["train"]["train"][f"{preset}_preset_rgb_cpu"]
+                source[key] = source["train_clips_per_s_per_core"]
+    if "gpu_script_cpu_fallback" in measured:  # benchmarks/gpu.py run on a CPU: TV-L1 per CPU job
+        cpu = measured["gpu_script_cpu_fallback"]
+        if "tvl1_171x128" in cpu.get("flow", {}):
+            got["flow_pairs_per_s_per_core"] = cpu["flow"]["tvl1_171x128"]["pairs_per_s"]
+            source["flow_pairs_per_s_per_core"] = f"measured, {cpu['machine']}, {cpu['date']}"
     if "gpu" in measured:
         gpu = measured["gpu"]
         flow = [v["pairs_per_s"] for k, v in gpu["flow"].items() if k.startswith("tvl1_171x128")]
@@ -58,6 +69,8 @@ def rates() -> tuple:
         if best:
             got["train_clips_per_s_per_gpu"] = max(best)  # the fastest variant
             source["train_clips_per_s_per_gpu"] = f"measured, {gpu['machine']}, {gpu['date']}"
+    got["train_clips_per_s_paper_gpu"] = got["train_clips_per_s_per_gpu"]  # the paper's S3D is what the GPU rate is of
+    source["train_clips_per_s_paper_gpu"] = source["train_clips_per_s_per_gpu"]
     return got, source
 
 

@@ -4,9 +4,12 @@
 
 - Training: one MoCo step of the pipeline (pretrain's InfoNCE step: query and
   momentum-key encoders forward, loss, backward, Adam, enqueue) on random clips,
-  for the RGB and the flow network. Here: the `cpu` preset. On a GPU also the
-  paper's S3D at 32x128x128, bf16 autocast (as the trainer), with and without
-  channels_last_3d and torch.compile.
+  for the RGB and the flow network: the `cpu` preset, and the `paper` preset
+  (full S3D, 32x128x128) with its step time and peak memory per clip, each batch
+  size in a fresh process (peak RSS only grows): memory per clip is the growth
+  from batch 1 to 2. On a GPU also the paper's S3D in bf16 autocast (as the
+  trainer), with and without channels_last_3d and torch.compile, with its peak
+  allocated memory per clip.
 - Loading: TwoClipDataset (two augmented windows per video) over real frame
   shards, alone, with N DataLoader workers.
 
@@ -15,6 +18,8 @@ at the same clip size. Figures go to benchmarks/measured.json (section "train").
 """
 
 import argparse
+import multiprocessing
+import resource
 import tempfile
 import time
 from itertools import product
@@ -91,6 +96,37 @@ def train_clips_per_s(settings, view, device, batch=None, steps=5, warmup=2, cha
     return batch * steps / (time.perf_counter() - start)
 
 
+def paper_cpu_step(view, batch, steps) -> tuple:
+    """(seconds per step, peak RSS MiB) of the paper preset's training step on the CPU, in this process."""
+    pipeline_threads()
+    rate = train_clips_per_s(preset("paper"), view, "cpu", batch=batch, steps=steps, warmup=1)
+    return batch / rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def paper_cpu_rows(steps, figures, rows) -> None:
+    """Step time at batch 2 and memory per clip (peak at batch 2 minus batch 1), each in a fresh process."""
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for view in ("rgb", "flow"):
+            (_, peak1), (step2, peak2) = (pool.apply(paper_cpu_step, (view, b, steps)) for b in (1, 2))
+            figures["train"][f"paper_preset_{view}_cpu"] = 2 / step2
+            figures["memory"][f"paper_preset_{view}_cpu"] = {"step_s_batch2": step2, "peak_mib_batch1": peak1,
+                                                             "peak_mib_batch2": peak2, "mib_per_clip": peak2 - peak1}
+            rows.append([f"train {view}", "paper preset (S3D, 32x128x128)", "cpu fp32 cl3d", 2, f"{2 / step2:.2f}",
+                         f"{step2:.1f}", f"{peak2:.0f}", f"{peak2 - peak1:.0f}"])
+
+
+def gpu_peak_mib_per_clip(settings, view, channels_last, compile, steps) -> float:
+    """Peak allocated CUDA memory per clip: batch 2 minus batch 1, as on the CPU."""
+    peaks = []
+    for batch in (1, 2):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        train_clips_per_s(settings, view, "cuda", batch=batch, steps=steps, channels_last=channels_last,
+                          compile=compile)
+        peaks.append(torch.cuda.max_memory_allocated() / 2 ** 20)
+    return peaks[1] - peaks[0]
+
+
 def loader_clips_per_s(shards, manifest, settings, workers, batches=10, decode_on=None) -> float:
     """Clips/s of the training DataLoader alone (RGB view), after its first batch.
 
@@ -133,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     pipeline_threads()
     cpu = preset("cpu")
-    rows, figures = [], {"train": {}, "loader": {}}
+    rows, figures = [], {"train": {}, "loader": {}, "memory": {}}
     model, clip = cpu["model"], cpu["clip"]
     described = f"cpu preset (S3D w{model['width']} d{model['depth']}, {clip['frames']}x{clip['size']}x{clip['size']})"
     for view in ("rgb", "flow"):
@@ -141,7 +177,9 @@ def main() -> None:
             rate = train_clips_per_s(cpu, view, "cpu", steps=args.steps, channels_last=channels_last)
             figures["train"][f"cpu_preset_{view}_cpu" + "_contiguous" * (not channels_last)] = rate
             rows.append([f"train {view}", described, "cpu fp32 " + ("cl3d" if channels_last else "contiguous"),
-                         cpu["optim"]["batch_size"], f"{rate:.1f}"])
+                         cpu["optim"]["batch_size"], f"{rate:.1f}", f"{cpu['optim']['batch_size'] / rate:.2f}", "",
+                         ""])
+    paper_cpu_rows(args.steps, figures, rows)
     if torch.cuda.is_available():
         paper = preset("paper")
         for view in ("rgb", "flow"):
@@ -150,8 +188,12 @@ def main() -> None:
                                          compile=compile)
                 key = f"s3d_32x128_{view}_cuda_bf16" + "_cl3d" * channels_last + "_compile" * compile
                 figures["train"][key] = rate
+                per_clip = gpu_peak_mib_per_clip(paper, view, channels_last, compile, args.steps)
+                figures["memory"][key] = {"mib_per_clip": per_clip}
+                batch = paper["optim"]["batch_size"]
                 rows.append([f"train {view}", "paper S3D 32x128x128", "cuda bf16" + " cl3d" * channels_last
-                             + " compile" * compile, paper["optim"]["batch_size"], f"{rate:.1f}"])
+                             + " compile" * compile, batch, f"{rate:.1f}", f"{batch / rate:.2f}", "",
+                             f"{per_clip:.0f}"])
     with tempfile.TemporaryDirectory() as tmp:
         made = make_shards(tmp, size=128)
         for name, settings, batches in (("cpu", cpu, 10), ("paper", preset("paper"), 3)):
@@ -161,10 +203,10 @@ def main() -> None:
                 figures["loader"][f"{name}_preset_rgb_workers{workers}"] = rate
                 rows.append(["loader rgb", f"{name} preset clips ({clip['frames']}x{clip['size']}x{clip['size']}) "
                              "from 128x128 shards", f"cpu, {workers} workers", settings["optim"]["batch_size"],
-                             f"{rate:.1f}"])
+                             f"{rate:.1f}", "", "", ""])
     record("train", figures)
     print(f"{machine()}\n")
-    print_table(rows, ["what", "model / data", "device", "batch", "clips/s"])
+    print_table(rows, ["what", "model / data", "device", "batch", "clips/s", "s/step", "peak MiB", "MiB per clip"])
 
 
 if __name__ == "__main__":

@@ -3,15 +3,20 @@
 Each command lives in its own module, which provides ``add_arguments(parser)``
 and ``run(args)``. Modules are imported only when their command runs, so a
 cheap command (``ingest``) does not pay for importing torch.
+Every command ends its log with its wall time and peak memory (``COST_LINE``),
+so a run's stage costs can be read off its job logs.
 """
 
 import argparse
 import importlib
+import resource
 import sys
+import time
 
 from coclr.io import DiskFull, ShardError
 
 COMMANDS = {
+    "check": ("coclr.check", "preflight: what a configuration will cost, and what cannot work"),
     "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
     "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
     "frames": ("coclr.frames", "decode videos into JPEG frames stored in HDF5 shards"),
@@ -27,6 +32,12 @@ COMMANDS = {
     "ablation": ("coclr.evaluation.ablation", "collect the results into the ablation table"),
     "report-figures": ("coclr.report", "figures for the Snakemake report"),
 }
+COST_LINE = "coclr {command}: {wall_s:.1f} s wall, peak memory {peak_mib:.0f} MiB"
+
+
+def peak_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +54,7 @@ def main(argv=None) -> None:
         build_parser().parse_args(argv)  # prints usage or the unknown-command error
         return
     name, rest = argv[0], argv[1:]
+    start = time.perf_counter()  # the module's imports (torch) are part of a stage's cost
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m coclr {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
@@ -50,3 +62,4 @@ def main(argv=None) -> None:
         module.run(parser.parse_args(rest))
     except (DiskFull, ShardError) as error:  # the message names the file and the fix; a traceback adds nothing
         raise SystemExit(f"python -m coclr {name}: {error}") from error
+    print(COST_LINE.format(command=name, wall_s=time.perf_counter() - start, peak_mib=peak_mib()), file=sys.stderr)

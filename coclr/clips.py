@@ -6,6 +6,10 @@ and flip. Evaluation walks dense windows over the whole video.
 
 Flow i lies between frames i and i+1, so a video of N frames has N - 1 flow
 fields and a window starting at frame s uses flow fields s .. s + (T-1)*stride.
+
+A video shorter than a window (UCF101 has videos of 29 frames, HMDB51 shorter
+ones) gives one window ending on its last frame, padded on the left by
+repeating its first frame, as the reference code pads (never the last frame).
 """
 
 import random
@@ -26,8 +30,14 @@ def usable_videos(manifest: pd.DataFrame, split, stores) -> pd.DataFrame:
 
 
 def window_indices(start, frames, stride, length):
-    """Frame indices of a window; short videos repeat their last frame."""
-    return np.minimum(start + stride * np.arange(frames), length - 1)
+    """Frame indices of a window from ``start`` (negative for a short video: left padding)."""
+    return np.clip(start + stride * np.arange(frames), 0, length - 1)
+
+
+def latest_start(frames, stride, length) -> int:
+    """The last start whose window ends inside the video; negative when the video is shorter than
+    the window, which then ends on the last frame and repeats the first on the left."""
+    return length - ((frames - 1) * stride + 1)
 
 
 def group_ids(groups: pd.Series) -> torch.Tensor:
@@ -70,8 +80,8 @@ class ClipDataset(Dataset):
         return len(self.videos)
 
     def _window(self, video_id, length):
-        span = (self.frames - 1) * self.stride + 1
-        start = random.randint(0, max(length - span, 0))
+        last = latest_start(self.frames, self.stride, length)
+        start = random.randint(0, last) if last > 0 else last
         return self.augment(**self.reader.read(video_id, window_indices(start, self.frames, self.stride, length)))
 
     def __getitem__(self, index):
@@ -104,12 +114,12 @@ class DenseClipDataset(Dataset):
         self.videos, self.reader = videos, reader
         self.frames, self.stride = clip["frames"], clip.get("stride", 1)
         self.augment = ClipAugment(clip["size"], flow_channels=flow_channels, train=False)
-        span = (self.frames - 1) * self.stride + 1
         step = clip.get("eval_stride", max(self.frames // 2, 1))
         self.windows = []
         for position, video_id in enumerate(videos["video_id"]):
             length = reader.length(video_id)
-            starts = range(0, max(length - span, 0) + 1, step)
+            last = latest_start(self.frames, self.stride, length)
+            starts = range(0, last + 1, step) if last >= 0 else [last]
             self.windows += [(position, start, length) for start in starts]
 
     def __len__(self):

@@ -7,8 +7,7 @@ video is prepared as the pipeline prepares a dataset: decoded at
 as the frame shards, its flow estimated with the pipeline's TV-L1 (on CUDA when
 ``flow.device`` asks and there is a GPU) and quantised as the flow shards store
 it. The backbone then sees the dense windows of ``coclr features`` through the
-same code (:func:`coclr.evaluation.features.pooled`,
-:func:`coclr.evaluation.common.per_video_mean`), so on the videos of a dataset
+same code (:func:`coclr.evaluation.features.video_features`), so on the videos of a dataset
 ``embed`` and ``features`` agree.
 
 Output, by the suffix of ``--out``: Parquet (columns ``path``, then ``window``,
@@ -40,8 +39,8 @@ from tqdm import tqdm
 from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import decode_jpegs, encode_jpegs
-from coclr.evaluation.common import device, per_video_mean
-from coclr.evaluation.features import pooled
+from coclr.evaluation.common import device
+from coclr.evaluation.features import video_features
 from coclr.flow.shards import BatchSize, chunk_flow, decode_flow, grayscale
 from coclr.flow.tvl1 import TVL1Params
 from coclr.ingest import VIDEO_SUFFIXES, IngestError, csv_paths
@@ -170,7 +169,8 @@ def embed_video(path, streams, settings, flow_device, per_window, batch_size) ->
         store = Decoded(path, arrays[view])
         reader = ClipReader(frames=store) if view == "rgb" else ClipReader(flow=store)
         dense = DenseClipDataset(row, reader, clip, checkpoint["arch"]["in_channels"])
-        outputs[view] = per_video_mean(pooled(net), PerWindow(dense) if per_window else dense, view, batch_size)
+        windows = PerWindow(dense) if per_window else dense
+        outputs[view] = video_features(net, windows, view, batch_size)[clip["eval_pooling"]]
         starts[view] = [start for _, start, _ in dense.windows]
     if len(streams) == 2:
         if per_window:  # flow has one field fewer than frames: keep the windows both views have

@@ -7,6 +7,13 @@ an optional ``module.`` prefix, the ``blockN.M`` aliases (second names of the
 same tensors), ``queue_vname`` (called ``queue_group`` here), the frozen
 ``sampler.*`` copy of the other view and the classifier's ``final_bn``/``final_fc``.
 Every source key ends up in exactly one line of the printed report.
+
+A conversion that could silently give another network is refused: a gated
+S3D-G checkpoint (``gating`` keys; this project builds the plain S3D of the
+released runs, so the gates would be dropped and every feature would change),
+and any checkpoint with unmapped keys inside the network (the encoders, or the
+backbone and head of a backbone-only file). Unmapped keys outside it (an extra
+buffer) are reported and kept in the meta.
 """
 
 import pickle
@@ -99,12 +106,14 @@ def infer_arch(state, prefix) -> dict:
 
 
 def infer_view(arch, name, view=None) -> str:
-    """2 input channels is flow; with 3 (RGB, or the reference's flow layout) the file name decides."""
+    """2 input channels is flow; with 3 (RGB, or the reference's flow layout) the file name decides
+    (the released names say ``rgb``, ``flow`` or ``f``, as in ``InfoNCE-ucf101-f-128-s3d``)."""
     if view:
         return view
     if arch["in_channels"] == 2:
         return "flow"
-    found = [v for v in VIEWS if v in re.split(r"[^a-z0-9]+", name.lower())]
+    words = {"flow" if w == "f" else w for w in re.split(r"[^a-z0-9]+", name.lower())}
+    found = [v for v in VIEWS if v in words]
     if len(found) != 1:
         raise ValueError(f"cannot tell the view of {name!r} (3 input channels): pass --view rgb|flow")
     return found[0]
@@ -116,6 +125,11 @@ def convert(source, view=None, name=""):
     Raises ValueError when the backbone is incomplete or a shape does not match.
     """
     state, lines = canonical(source.get("state_dict", source))
+    gated = sorted(k for k in state if "gating" in k.lower())
+    if gated:
+        raise ValueError(f"a gated S3D-G checkpoint ({len(gated)} gating entries, e.g. {gated[0]}): this project builds "
+                         "the plain S3D of the released runs, and dropping the gates would change every feature; "
+                         "not converted")
     moco = any(k.startswith("encoder_q.") for k in state)
     prefix = "encoder_q.0." if moco else "0."
     arch = infer_arch(state, prefix)
@@ -148,6 +162,11 @@ def convert(source, view=None, name=""):
     report = "\n".join(lines)
     if bad or any(k.startswith(prefix) for k in absent):
         raise ValueError(f"{report}\nnot converted: shape mismatches or backbone weights missing")
+    network = ("encoder_q.", "encoder_k.") if moco else tuple(f"{i}." for i in range(10))
+    changing = [k for k in unknown if k.startswith(network)]
+    if changing:
+        raise ValueError(f"{report}\nnot converted: {len(changing)} UNKNOWN entries inside the network (e.g. "
+                         f"{changing[0]}) would be dropped, so the converted network would differ from its source")
     # Plain Python numbers only (numpy or tensor scalars would break weights_only loading).
     meta = {k: torch.as_tensor(source[k]).item() for k in META_KEYS
             if isinstance(source.get(k), (int, float, torch.Tensor)) and torch.as_tensor(source[k]).numel() == 1}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from coclr.augment import ClipAugment, crop_flow, crop_rgb, flow_input
-from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, window_indices
+from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, usable_videos, window_indices
 from coclr.data import frame_store
 
 H, W, T = 40, 48, 6
@@ -80,8 +80,36 @@ def test_flow_input_layouts():
     assert torch.allclose(three[0], three[0].flatten()[0].expand_as(three[0]))  # constant channel
 
 
-def test_windows_repeat_the_last_frame_of_short_videos():
-    assert list(window_indices(0, 4, 2, 5)) == [0, 2, 4, 4]
+class RecordingReader:
+    """A reader over videos of given lengths whose frames show their index: what was read is visible."""
+
+    def __init__(self, lengths):
+        self.lengths = lengths
+
+    def length(self, video_id):
+        return self.lengths[video_id]
+
+    def read(self, video_id, indices):
+        return {"rgb": torch.as_tensor(indices, dtype=torch.uint8)[:, None, None, None].expand(-1, 40, 40, 3).contiguous()}
+
+
+def test_short_videos_are_padded_on_the_left_with_their_first_frame():
+    """The reference pads a video shorter than the clip by repeating its first frame, never its last."""
+    assert list(window_indices(latest_start(32, 1, 29), 32, 1, 29)) == [0] * 3 + list(range(29))
+    assert list(window_indices(latest_start(4, 2, 5), 4, 2, 5)) == [0, 0, 2, 4]
+    assert list(window_indices(0, 4, 2, 9)) == [0, 2, 4, 6]  # long enough: no padding
+
+
+def test_a_short_video_gives_one_padded_window_in_training_and_evaluation():
+    videos = pd.DataFrame({"video_id": ["short", "long"], "label": [0, 1], "group": ["a", "b"]})
+    reader = RecordingReader({"short": 29, "long": 47})
+    clip = {"frames": 32, "size": 32, "crop_area": [1.0, 1.0], "eval_stride": 15}
+    train = TwoClipDataset(videos, reader, clip)
+    for _ in range(3):
+        shown = train[0]["query"]["rgb"][:, 0, 16, 16]  # (T, C, H, W) uint8: the frame index
+        assert shown.tolist() == [0] * 3 + list(range(29))
+    dense = DenseClipDataset(videos, reader, clip)
+    assert [(w[0], w[1]) for w in dense.windows] == [(0, -3), (1, 0), (1, 15)]
 
 
 def test_two_clip_dataset_reads_from_the_shards(tiny_dataset):
@@ -96,3 +124,35 @@ def test_two_clip_dataset_reads_from_the_shards(tiny_dataset):
     assert (dataset.groups[torch.from_numpy(same_group.to_numpy())] == item["group"]).all()
     dense = DenseClipDataset(train, reader, {"frames": 8, "size": 32, "eval_stride": 4})
     assert len(dense) == len(train) * 3  # 16 frames: windows at 0, 4, 8
+
+
+def test_videos_of_different_sizes_and_frame_rates_give_clips_with_frames_fps_set(tmp_path):
+    """Real footage at 160x120 / 25 fps and 176x144 / 30 fps in one dataset, with a short one, resampled to
+    frames.fps 25 at short side 64: every clip comes out at the configured size and length."""
+    from conftest import coclr
+    from realdata import cut
+
+    videos, lists = tmp_path / "videos", tmp_path / "lists"
+    lists.mkdir()
+    specs = {"Biking/v_Biking_g01_c01.avi": ("bikes", (160, 120), 25, 36),
+             "Biking/v_Biking_g02_c01.avi": ("bikes", (176, 144), 30, 30),  # 25 frames at 25 fps: shorter than 32
+             "Phoning/v_Phoning_g01_c01.avi": ("carphone", (176, 144), 30, 48)}
+    for rel, (source, size, fps, frames) in specs.items():
+        cut(source, videos / rel, 0, frames, size, fps=fps)
+    (lists / "classInd.txt").write_text("1 Biking\n2 Phoning\n")
+    (lists / "trainlist01.txt").write_text("".join(f"{rel} {1 + rel.startswith('Phoning')}\n" for rel in specs))
+    (lists / "testlist01.txt").write_text("")
+    manifest = tmp_path / "manifest.csv"
+    coclr("ingest", "--format", "ucf101", "--root", videos, "--splits-dir", lists, "--videos-per-shard", 10,
+          "--out", manifest)
+    table = pd.read_csv(manifest)
+    assert sorted(table["fps"].round()) == [25, 30, 30] and table["height"].nunique() == 2
+    shard = tmp_path / "frames.h5"
+    coclr("frames", "--manifest", manifest, "--shard", 0, "--out", shard, "--fps", 25, "--short-side", 64)
+    store = frame_store([shard])
+    lengths = {rel: store.num_frames(table.set_index("path").loc[str(videos / rel), "video_id"]) for rel in specs}
+    assert [abs(n - e) <= 1 for n, e in zip(lengths.values(), (36, 25, 40))] == [True] * 3  # resampled to 25 fps
+    train = usable_videos(table, "train", [store])
+    dataset = TwoClipDataset(train, ClipReader(frames=store), {"frames": 32, "size": 48, "crop_area": [0.2, 1.0]})
+    for index in range(len(dataset)):
+        assert dataset[index]["query"]["rgb"].shape == (32, 3, 48, 48)

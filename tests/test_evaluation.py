@@ -18,7 +18,7 @@ from coclr.evaluation.common import TenCropClips, fuse_probabilities, holdout_sp
 from coclr.models import Encoder, build_backbone, save_model
 
 PROBE = {"epochs": 15, "lr": [1e-2, 1e-3], "weight_decay": [1e-5], "batch_size": 32, "holdout": 0.2}
-CLIP = {"frames": 4, "stride": 1, "size": 16, "crop_area": [0.6, 1.0], "eval_stride": 2}
+CLIP = {"frames": 4, "stride": 1, "size": 16, "crop_area": [0.6, 1.0], "eval_stride": 2, "eval_pooling": "mean"}
 ARCH = {"in_channels": 3, "width": 0.25, "depth": 3}
 
 
@@ -174,6 +174,16 @@ def test_features_average_dense_windows_per_video(shard):
     ten = per_video_mean(lambda clips: clips.mean(dim=(2, 3, 4)), TenCropClips(videos, reader, CLIP), "rgb", 2)
     assert TenCropClips(videos, reader, CLIP)[0]["rgb"].shape == (10, 4, 3, 16, 16)  # uint8 (crops, T, C, H, W)
     torch.testing.assert_close(ten, out["features"], atol=0.03, rtol=0)  # uniform frames: every crop alike
+    # The authors' pooling, from the same pass: each window's feature normalised, then averaged.
+    assert out["pooled"]["mean"] is out["features"]
+    normalised = out["pooled"]["normalised_mean"]
+    for row, greys in zip(normalised, GREYS.values()):
+        starts = range(0, len(greys) - 4 + 1, 2)
+        windows = [(np.mean(greys[s:s + 4]) / 255 - np.array(RGB_MEAN)) / np.array(RGB_STD) for s in starts]
+        expected = np.mean([w / np.linalg.norm(w) for w in windows], axis=0)
+        np.testing.assert_allclose(row.numpy(), expected, atol=0.03)
+    authors = features.extract(nn.Identity(), videos, reader, {**CLIP, "eval_pooling": "normalised_mean"}, "rgb", 2)
+    torch.testing.assert_close(authors["features"], normalised)
 
 
 def test_features_and_finetune_entry_points(shard, tmp_path, capsys):

@@ -118,3 +118,35 @@ def test_pickled_objects_are_refused_without_trust(tmp_path, encoder_q):
         main(["import-weights", str(tmp_path / "rgb.pth.tar"), str(tmp_path / "out.pt")])
     main(["import-weights", str(tmp_path / "rgb.pth.tar"), str(tmp_path / "out.pt"), "--trust-pickle"])
     assert type(load_model(tmp_path / "out.pt")["meta"]["best_acc"]) is float  # stored as a plain number
+
+
+def test_gated_s3dg_checkpoints_are_refused(encoder_q):
+    state = dict(encoder_q)
+    state["encoder_q.0.Mixed_3b.branch1_gating.fc.weight"] = torch.zeros(128, 128)
+    with pytest.raises(ValueError, match="gated S3D-G checkpoint .*branch1_gating.fc.weight"):
+        convert({"state_dict": state}, view="rgb")
+
+
+def test_unmapped_entries_inside_the_network_are_refused(encoder_q):
+    state = dict(encoder_q)
+    state["encoder_k.0.Mixed_5c.extra.weight"] = torch.zeros(4)
+    with pytest.raises(ValueError, match="UNKNOWN entries inside the network .*encoder_k.0.Mixed_5c.extra.weight"):
+        convert({"state_dict": state}, view="rgb")
+    backbone = {"backbone." + k[len("encoder_q.0."):]: v for k, v in encoder_q.items() if k.startswith("encoder_q.0.")}
+    with pytest.raises(ValueError, match="inside the network"):
+        convert({"state_dict": {**backbone, "backbone.Mixed_5c.branch0.gate.weight": torch.zeros(2)}}, view="rgb")
+    state = {**dict(encoder_q), "queue_extra": torch.zeros(3)}  # outside the network: reported, kept in meta
+    checkpoint, report = convert({"state_dict": state}, view="rgb")
+    assert "UNKNOWN  queue_extra (3,)" in report and checkpoint["meta"]["unmapped"] == ["queue_extra"]
+
+
+def test_the_readme_import_example_works_as_written(tmp_path, encoder_q, monkeypatch):
+    """The released file names carry the view (`-f-` is flow): the README's command needs no --view."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    command = re.search(r"`python -m coclr (import-weights [^`]+)`", readme).group(1).split()
+    monkeypatch.chdir(tmp_path)
+    reference_file(tmp_path / command[1], moco_state(encoder_q))
+    main(command)
+    assert load_model(tmp_path / command[2])["view"] == "rgb"
+    _, report = convert({"state_dict": encoder_q}, name="InfoNCE-ucf101-f-128-s3d-ep396.pth.tar")
+    assert ", flow, arch" in report

@@ -3,12 +3,17 @@
 The frozen backbone (eval mode: batch norm uses its running statistics) sees
 dense windows of T frames (stride ``clip.eval_stride``, about T/2) over each
 whole video, centre-cropped (or ten crops); the pooled outputs, taken before
-the projection head, are averaged per video. ``--random`` builds the same
-architecture randomly initialised (seeded): the "random init" row.
+the projection head, are averaged per video. ``clip.eval_pooling`` says how:
+``normalised_mean`` L2-normalises each window's feature before averaging (the
+authors' code), ``mean`` averages the raw features (the probe and retrieval
+normalise the video's feature either way). Both poolings cost one pass and are
+stored (``pooled``), so they can be compared on any features file
+(experiments/pooling.py); ``features`` is the configured one. ``--random``
+builds the same architecture randomly initialised (seeded): the "random init" row.
 
 The output loads with ``torch.load(path, weights_only=True)``: a dict with
-``train`` and ``test`` entries (``features`` (N, D), ``labels`` (N,),
-``video_ids``, ``groups``, ``windows``), plus ``method``, ``view``,
+``train`` and ``test`` entries (``features`` (N, D), ``pooled`` {pooling: (N, D)},
+``labels`` (N,), ``video_ids``, ``groups``, ``windows``), plus ``method``, ``view``,
 ``checkpoint`` (path, sha256, meta; None for random init), ``arch`` and
 ``settings``.
 """
@@ -16,6 +21,7 @@ The output loads with ``torch.load(path, weights_only=True)``: a dict with
 import time
 
 import torch
+import torch.nn.functional as F
 
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos,
@@ -51,17 +57,38 @@ def backbone(args, settings):
     return load_backbone(checkpoint), checkpoint["arch"], {**file_record(args.checkpoint), "meta": checkpoint["meta"]}
 
 
+POOLINGS = ("normalised_mean", "mean")
+
+
 def pooled(net):
     """The feature of a batch of clips: the backbone output averaged over time and space (no projection head)."""
     return lambda clips: net(clips).mean(dim=(2, 3, 4))
 
 
+def video_features(net, dataset, view, batch_size, workers=0) -> dict:
+    """Per-video features under each of ``POOLINGS``, from one pass over the windows of ``dataset``.
+
+    ``normalised_mean`` L2-normalises each window's feature before averaging (the
+    authors'), ``mean`` averages the raw features (``clip.eval_pooling`` picks one).
+    """
+    window = pooled(net)
+
+    def both(clips):
+        features = window(clips).float()
+        return torch.cat([F.normalize(features, dim=1), features], dim=1)
+
+    normalised, raw = per_video_mean(both, dataset, view, batch_size, workers).chunk(2, dim=1)
+    return {"normalised_mean": normalised.contiguous(), "mean": raw.contiguous()}
+
+
 def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batch_size=16, workers=0) -> dict:
-    """Per-video mean of the pooled backbone output over dense windows, for the rows of ``videos``."""
+    """Per-video average of the pooled backbone output over dense windows (and crops), for the rows of
+    ``videos``: both poolings of POOLINGS from one pass, ``features`` the configured one."""
     net = place(net, device()).eval()
     dataset = dense_clips(videos, reader, clip, flow_channels, ten_crop)
-    features = per_video_mean(pooled(net), dataset, view, batch_size, workers)
-    return {"features": features, "labels": torch.tensor(videos["label"].to_numpy()),
+    pooled_features = video_features(net, dataset, view, batch_size, workers)
+    return {"features": pooled_features[clip["eval_pooling"]], "pooled": pooled_features,
+            "labels": torch.tensor(videos["label"].to_numpy()),
             "video_ids": list(videos["video_id"]), "groups": [str(g) for g in videos["group"]],
             "windows": len(dataset)}
 

@@ -1,4 +1,5 @@
-# Data: generate the synthetic dataset, build the manifest, extract frames into shards.
+# Data: generate the synthetic dataset, build the manifest, check the run (preflight),
+# extract frames into shards.
 
 SYNTHETIC_SPLITS = "data/{dataset}/videos/{name}"
 SPLIT_NAMES = ["classInd.txt", "trainlist01.txt", "testlist01.txt"]
@@ -78,9 +79,29 @@ checkpoint ingest:
         "--workers {threads} --out {output.manifest} > {log} 2>&1"
 
 
+rule preflight:
+    """`coclr check` on the manifest: nothing is extracted or trained before it passes. Its params are
+    the whole config, so a changed setting is checked again (frames ask for it as ancient: they are not
+    extracted again because the check ran again)."""
+    input:
+        manifest="data/{dataset}/manifest.csv",
+    output:
+        "data/{dataset}/preflight.json",
+    params:
+        config=lambda w: shlex.quote(json.dumps(config, sort_keys=True)),
+    log:
+        "logs/{dataset}/preflight.log",
+    conda:
+        "../../envs/coclr.yaml"
+    shell:
+        "python -m coclr check --config-json {params.config} --dataset {wildcards.dataset} "
+        "--manifest {input.manifest} --out {output} > {log} 2>&1"
+
+
 rule frames:
     input:
         manifest="data/{dataset}/manifest.csv",
+        preflight=ancient("data/{dataset}/preflight.json"),
     output:
         "data/{dataset}/frames/shard_{shard}.h5",
     params:
