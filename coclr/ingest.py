@@ -197,34 +197,54 @@ def write_manifest(out, manifest) -> None:
         manifest.to_csv(tmp, index=False)
 
 
-def add_arguments(parser) -> None:
+def add_listing_arguments(parser) -> None:
+    """Where the videos and their split files are: shared with ``coclr split-table``."""
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--root", required=True, help="dataset root; manifest paths and video_ids are relative to it")
     parser.add_argument("--splits-dir", help="folder of the split files (UCF101, HMDB51, synthetic; default: --root)")
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number (default 1)")
+    parser.add_argument("--split", type=int, nargs="+", default=[1], choices=(1, 2, 3),
+                        help="official split number(s) (default 1); the first says what is train and test here")
     parser.add_argument("--annotations", nargs="+", default=[], metavar="CSV", help="Kinetics CSVs (train, validate)")
     parser.add_argument("--k400-pattern", default=K400_PATTERN, help=f"clip path under --root (default {K400_PATTERN})")
+
+
+def add_arguments(parser) -> None:
+    add_listing_arguments(parser)
     parser.add_argument("--videos-per-shard", type=int, required=True)
     parser.add_argument("--out", required=True, help="manifest CSV; reports go to <out>.missing.txt / .unreadable.txt")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="probing threads")
     parser.add_argument("--strict", action="store_true", help="fail if any listed video is missing or unreadable")
 
 
-def entries_for(args) -> pd.DataFrame:
-    """The listed videos of ``args.format``, before probing."""
+def entries_for(args, split) -> pd.DataFrame:
+    """The listed videos of ``args.format`` in official split ``split``, before probing."""
     if not Path(args.root).is_dir():
         raise IngestError(f"dataset root {args.root} is not a directory: set --root (datasets.{args.format}.root in config.yaml)")
     splits_dir = args.splits_dir or args.root
     if args.format == "hmdb51":
-        return hmdb51_entries(args.root, splits_dir, args.split)
+        return hmdb51_entries(args.root, splits_dir, split)
     if args.format == "k400":
         return k400_entries(args.root, args.annotations, args.k400_pattern)
-    return ucf101_entries(args.root, splits_dir, args.split, name=args.format)
+    return ucf101_entries(args.root, splits_dir, split, name=args.format)
+
+
+def listed_entries(args) -> pd.DataFrame:
+    """Every video of the splits ``args.split``, once: the manifest the shards are cut from.
+
+    Train and test are those of the first split (pretraining reads its training
+    videos); videos only a later split lists (HMDB51 leaves a third of each split
+    out) are kept as ``unused``, so that each video is extracted once for all splits.
+    ``coclr split-table`` then gives each split its own train/test table.
+    """
+    first, *later = (entries_for(args, split) for split in args.split)
+    extra = pd.concat([first.iloc[:0], *later]).drop_duplicates("video_id")
+    extra = extra[~extra["video_id"].isin(first["video_id"])].assign(split="unused")
+    return pd.concat([first, extra], ignore_index=True)
 
 
 def run(args) -> None:
     try:
-        manifest, missing, unreadable = build_manifest(entries_for(args), args.videos_per_shard, args.workers)
+        manifest, missing, unreadable = build_manifest(listed_entries(args), args.videos_per_shard, args.workers)
     except IngestError as error:
         raise SystemExit(f"ingest: {error}") from None
     write_reports(args.out, missing, unreadable)  # before any refusal: they say what to fix
