@@ -125,7 +125,7 @@ def swallowed_targets(tokens):
         eaten += [str(v) for v in values if written_with_space and TARGET.match(str(v))]
     configfiles = [str(c) for c in (args.configfile or [])]
     eaten += [c for c in configfiles if not c.endswith((".yaml", ".yml"))]
-    return eaten
+    return list(dict.fromkeys(eaten))
 
 
 @pytest.fixture(scope="module")
