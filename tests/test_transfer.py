@@ -31,12 +31,12 @@ def layouts(tmp_path_factory):
             "hmdb51": realdata.hmdb51_layout(root / "hmdb51", **SMALL)}
 
 
-def write_config(path, datasets, **extra):
-    """A --configfile with the fixture datasets (and any other keys) merged over the tiny one."""
+def write_config(path, datasets, videos_per_shard=None):
+    """A --configfile with the fixture datasets merged over the tiny one."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["datasets"].update(datasets)
-    config["ingest"]["videos_per_shard"] = 6
-    config.update(extra)
+    if videos_per_shard:
+        config["ingest"]["videos_per_shard"] = videos_per_shard
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -61,7 +61,7 @@ def ingested(layouts, tmp_path_factory):
               # Evaluation settings come from the evaluation dataset, the architecture from the pretraining one.
               "overrides": {"model": {"width": 0.25}, "clip": {"eval_stride": 2}}}
     datasets = {"ucf101": {**layouts["ucf101"], "splits": [1, 2, 3]}, "hmdb51": hmdb51}
-    configfile = write_config(workdir / "pairs.yaml", datasets)
+    configfile = write_config(workdir / "pairs.yaml", datasets, videos_per_shard=6)  # several shards
     snakemake(workdir, configfile, "--cores", 1, "data/ucf101/manifest.csv", "data/hmdb51/manifest.csv")
     return workdir, configfile
 
@@ -222,22 +222,19 @@ def test_pretraining_ignores_test_videos_and_labels_except_for_ubernce(small_sha
 # -- one transfer pair end to end --------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_transfer_pair_end_to_end_on_two_splits(layouts, tmp_path):
-    """Pretrained on the tiny synthetic set, evaluated on real footage in UCF101's layout, splits 1 and 2."""
-    configfile = write_config(tmp_path / "pair.yaml", {"ucf101": {**layouts["ucf101"], "splits": [1, 2]}})
+def test_a_transfer_pair_end_to_end(layouts, tmp_path):
+    """Pretrained on the tiny synthetic set, evaluated on real footage in UCF101's layout, split 2
+    (the dry runs above cover several splits; tests/test_evaluation.py their mean)."""
+    configfile = write_config(tmp_path / "pair.yaml", {"ucf101": {**layouts["ucf101"], "splits": [2]}})
     snakemake(tmp_path, configfile, "--cores", 2, "results/ucf101/pretrained_synthetic/ablation.md")
     results = tmp_path / "results" / "ucf101" / "pretrained_synthetic"
     ablation = json.loads((results / "ablation.json").read_text())
-    assert ablation["splits"] == [1, 2] and set(ablation["per_split"]) == {"1", "2"}
+    assert ablation["splits"] == [2]
     assert [row["method"] for row in ablation["rows"]] == ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]
     final = next(row for row in ablation["rows"] if row["method"] == "coclr_c2")
-    per_split = [next(r for r in ablation["per_split"][k] if r["method"] == "coclr_c2") for k in ("1", "2")]
     for task in ("linear_probe", "retrieval", "finetune"):
-        for view in ("rgb", "flow", "two_stream"):
-            values = [row[task][view] for row in per_split]
-            assert final[task][view] == pytest.approx(sum(values) / 2)
-    text = (results / "ablation.md").read_text()
-    assert "Mean over splits 1, 2:" in text and "Split 2:" in text
+        assert all(final[task][view] is not None for view in ("rgb", "flow", "two_stream")), task
+    assert "| CoCLR, cycle 2 |" in (results / "ablation.md").read_text()
     features = torch.load(tmp_path / "features/ucf101/pretrained_synthetic/split2/coclr_c2_rgb.pt", weights_only=True)
     assert features["checkpoint"]["path"] == "models/synthetic/coclr_c2_rgb.pt"
     test_ids = set(features["test"]["video_ids"])
