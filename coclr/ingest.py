@@ -232,8 +232,8 @@ def listed_entries(args) -> pd.DataFrame:
     """Every video of the splits ``args.split``, once: the manifest the shards are cut from.
 
     Train and test are those of the first split (pretraining reads its training
-    videos); videos only a later split lists (HMDB51 leaves a third of each split
-    out) are kept as ``unused``, so that each video is extracted once for all splits.
+    videos); videos only a later split lists (HMDB51 leaves some videos out of each
+    split) are kept as ``unused``, so that each video is extracted once for all splits.
     ``coclr split-table`` then gives each split its own train/test table.
     """
     first, *later = (entries_for(args, split) for split in args.split)
