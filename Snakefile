@@ -1,7 +1,8 @@
 # CoCLR: videos -> frames -> TV-L1 flow -> InfoNCE init -> CoCLR cycles -> evaluation.
 # `snakemake --cores 4` builds every result of the configured dataset (default: the
-# embedded synthetic one); `snakemake --cores 4 results/ucf101/linear_probe.json`
-# one result of another dataset. Stages live in workflow/rules/, one file each.
+# embedded synthetic one); `snakemake --cores 4 results/hmdb51/pretrained_ucf101/finetune.json
+# --configfile=my_datasets.yaml` one result of a pair (README, "Real datasets").
+# Stages live in workflow/rules/, one file each.
 
 import os
 

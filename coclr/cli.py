@@ -19,6 +19,7 @@ COMMANDS = {
     "check": ("coclr.check", "preflight: what a configuration will cost, and what cannot work"),
     "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
     "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
+    "split-table": ("coclr.splits", "one official split's train/test table over the ingested videos"),
     "frames": ("coclr.frames", "decode videos into JPEG frames stored in HDF5 shards"),
     "flow": ("coclr.flow.shards", "estimate TV-L1 optical flow for one frame shard"),
     "pretrain": ("coclr.pretrain", "InfoNCE or UberNCE pretraining of one view"),

@@ -47,8 +47,36 @@ def _describe(error, schema) -> str:
     return f"key `{key}`: {error.message}"
 
 
+SINGLE_SPLIT = ("synthetic", "k400")  # formats with one official train/test split
+
+
+def _split_problems(config: dict) -> list:
+    """The old ``split`` key and split numbers a dataset does not have."""
+    problems = []
+    datasets = config.get("datasets") if isinstance(config.get("datasets"), dict) else {}
+    for name, entry in datasets.items():
+        if not isinstance(entry, dict):
+            continue
+        if "split" in entry:
+            problems.append(f"key `datasets.{name}.split` was replaced by `splits`, a list of official splits: "
+                            f"write `splits: [{entry['split']}]` (each split is evaluated, and their mean reported)")
+        if entry.get("format") in SINGLE_SPLIT and entry.get("splits") not in (None, [1]):
+            problems.append(f"key `datasets.{name}.splits`: {entry['format']} has one official split; set `splits: [1]`")
+    return problems
+
+
+def apply_defaults(config: dict, schema: dict) -> None:
+    """Fill in the dataset keys the schema gives a default (``splits``), so code needs no fallbacks."""
+    defaults = {key: spec["default"] for key, spec in schema["$defs"]["dataset"]["properties"].items()
+                if "default" in spec}
+    for entry in config["datasets"].values():
+        for key, value in defaults.items():
+            entry.setdefault(key, copy.deepcopy(value))
+
+
 def validate(config: dict, source="config.yaml") -> None:
-    """Raise :class:`ConfigError` listing every schema violation and unknown name."""
+    """Raise :class:`ConfigError` listing every schema violation and unknown name; then fill in the
+    schema's dataset defaults."""
     schema = yaml.safe_load(SCHEMA.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     problems = [_describe(e, schema) for e in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
@@ -57,9 +85,11 @@ def validate(config: dict, source="config.yaml") -> None:
         if isinstance(name, str) and isinstance(config.get(table), dict) and name not in config[table]:
             problems.append(f"key `{key}`: {name!r} is not one of the configured {table} "
                             f"({', '.join(config[table])}); add it under `{table}` or pick one of them")
+    problems += _split_problems(config)
     if problems:
         raise ConfigError(f"invalid configuration ({source}):\n  - " + "\n  - ".join(problems)
                           + "\nFix these keys in config.yaml, your --configfile, or the --config override.")
+    apply_defaults(config, schema)
 
 
 def check_dataset_paths(config: dict, dataset: str) -> None:

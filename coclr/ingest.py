@@ -424,12 +424,14 @@ def write_manifest(out, manifest) -> None:
         manifest.to_csv(tmp, index=False)
 
 
-def add_arguments(parser) -> None:
+def add_listing_arguments(parser) -> None:
+    """Where the videos and their split files are: shared with ``coclr split-table``."""
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--root", required=True, help="dataset root; manifest paths and video_ids are relative to it "
                         "(folder format: a folder, or a CSV listing the videos)")
     parser.add_argument("--splits-dir", help="folder of the split files (UCF101, HMDB51, synthetic; default: --root)")
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number (default 1)")
+    parser.add_argument("--split", type=int, nargs="+", default=[1], choices=(1, 2, 3),
+                        help="official split number(s) (default 1); the first says what is train and test here")
     parser.add_argument("--annotations", nargs="+", default=[], metavar="CSV", help="Kinetics CSVs (train, validate)")
     parser.add_argument("--k400-pattern", default=K400_PATTERN, help=f"clip path under --root (default {K400_PATTERN})")
     parser.add_argument("--classes", help="folder format: classInd.txt fixing the class numbers (default: sorted names)")
@@ -438,6 +440,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--clip-frames", type=int,
                         help="frames one clip spans (clip.frames x clip.stride): videos shorter are counted")
     parser.add_argument("--fps", type=float, help="frame rate the frames are extracted at (frames.fps; default native)")
+
+
+def add_arguments(parser) -> None:
+    add_listing_arguments(parser)
     parser.add_argument("--videos-per-shard", type=int, required=True)
     parser.add_argument("--out", required=True, help="manifest CSV; reports go to <out>.missing.txt / .unreadable.txt")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="probing threads")
@@ -445,18 +451,19 @@ def add_arguments(parser) -> None:
                         help="fail if any listed video is missing or unreadable, or any listing line is rejected")
 
 
-def entries_for(args, rejected=None) -> pd.DataFrame:
-    """The listed videos of ``args.format``, before probing; unusable lines go to ``rejected``."""
+def entries_for(args, split, rejected=None) -> pd.DataFrame:
+    """The listed videos of ``args.format`` in official split ``split``, before probing; unusable lines go
+    to ``rejected``."""
     if args.format == "folder":
         return folder_source_entries(args, rejected)
     if not Path(args.root).is_dir():
         raise IngestError(f"dataset root {args.root} is not a directory: set --root (datasets.{args.format}.root in config.yaml)")
     splits_dir = args.splits_dir or args.root
     if args.format == "hmdb51":
-        return hmdb51_entries(args.root, splits_dir, args.split, rejected)
+        return hmdb51_entries(args.root, splits_dir, split, rejected)
     if args.format == "k400":
         return k400_entries(args.root, args.annotations, args.k400_pattern)
-    return ucf101_entries(args.root, splits_dir, args.split, name=args.format, rejected=rejected)
+    return ucf101_entries(args.root, splits_dir, split, name=args.format, rejected=rejected)
 
 
 def folder_source_entries(args, rejected=None) -> pd.DataFrame:
@@ -485,11 +492,27 @@ def _report(kind, items, out, suffix, total=None, show=5) -> None:
             print(f"  ... and {len(items) - show} more", file=sys.stderr)
 
 
+def listed_entries(args, rejected=None) -> pd.DataFrame:
+    """Every video of the splits ``args.split``, once: the manifest the shards are cut from.
+
+    Train and test are those of the first split (pretraining reads its training
+    videos); videos only a later split lists (HMDB51 leaves some videos out of each
+    split) are kept as ``unused``, so that each video is extracted once for all splits.
+    ``coclr split-table`` then gives each split its own train/test table.
+    """
+    first, *later = (entries_for(args, split, rejected) for split in args.split)
+    extra = pd.concat([first.iloc[:0], *later]).drop_duplicates("video_id")
+    extra = extra[~extra["video_id"].isin(first["video_id"])].assign(split="unused")
+    if rejected:  # a bad line of a file that several splits read is reported once
+        rejected[:] = list(dict.fromkeys(rejected))
+    return pd.concat([first, extra], ignore_index=True)
+
+
 def run(args) -> None:
     rejected = None if args.strict else []
     try:
-        entries = entries_for(args, rejected)
-        manifest, missing, unreadable = build_manifest(entries, args.videos_per_shard, args.workers, rejected)
+        manifest, missing, unreadable = build_manifest(listed_entries(args, rejected), args.videos_per_shard,
+                                                       args.workers, rejected)
     except IngestError as error:
         raise SystemExit(f"ingest: {error}") from None
     rejected = rejected or []
@@ -506,7 +529,8 @@ def run(args) -> None:
     counts = manifest["split"].value_counts()
     labelled = manifest["label"] != UNLABELLED
     classes = f"{manifest.loc[labelled, 'label'].nunique()} classes" if labelled.all() else "unlabelled"
-    print(f"ingest: {len(manifest)} videos ({counts.get('train', 0)} train, {counts.get('test', 0)} test), "
+    unused = f", {counts['unused']} only in later splits" if counts.get("unused", 0) else ""
+    print(f"ingest: {len(manifest)} videos ({counts.get('train', 0)} train, {counts.get('test', 0)} test{unused}), "
           f"{classes}, {manifest['shard'].max() + 1} shards -> {args.out}", file=sys.stderr)
     for split in ("train", "test"):
         if not counts.get(split, 0):

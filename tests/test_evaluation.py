@@ -254,3 +254,40 @@ def test_ablation_table_from_fake_results(tmp_path):
     assert lines[4] == "| CoCLR, cycle 1 | 20.0 | 21.0 | 22.0 | 20.0 | 21.0 | 22.0 | - | - | - |"
     assert lines[2].startswith("| random init |") and lines[6].startswith("| UberNCE (oracle) |")
     assert len(table["checkpoints"]) == 3 * len(methods)
+
+
+def test_ablation_over_several_splits_reports_each_and_their_mean(tmp_path):
+    methods, views = ["infonce", "coclr_c1"], ["rgb", "flow", "two_stream"]
+    paths = {}
+    for task in ("linear_probe", "retrieval"):
+        args = []
+        for split, offset in ((1, 0.0), (2, 10.0), (3, 50.0)):
+            args += ["--split", str(split), "--runs"]
+            for m, method in enumerate(methods):
+                for v, view in enumerate(views):
+                    run = tmp_path / f"{task}_{split}_{method}_{view}.json"
+                    run.write_text(json.dumps(fake_run(task, method, view, offset + 10.0 * m + v)))
+                    args.append(str(run))
+        paths[task] = tmp_path / f"{task}.json"
+        main(["ablation", "collect", *args, "--out", str(paths[task])])
+    collected = json.loads(paths["linear_probe"].read_text())
+    assert collected["splits"] == [1, 2, 3] and {run["split"] for run in collected["runs"]} == {1, 2, 3}
+    assert collected["results"]["coclr_c1"]["flow"]["top1"] == pytest.approx((11.0 + 21.0 + 61.0) / 3)
+    out, md = tmp_path / "ablation.json", tmp_path / "ablation.md"
+    main(["ablation", "table", "--linear-probe", str(paths["linear_probe"]), "--retrieval", str(paths["retrieval"]),
+          "--out", str(out), "--markdown", str(md)])
+    table = json.loads(out.read_text())
+    assert table["splits"] == [1, 2, 3]
+    assert table["rows"][1]["retrieval"]["rgb"] == pytest.approx(30.0)  # (10 + 20 + 60) / 3
+    assert table["per_split"]["2"][1]["retrieval"]["rgb"] == 20.0
+    text = md.read_text()
+    assert text.startswith("Mean over splits 1, 2, 3:") and "Split 3:" in text
+    assert "| CoCLR, cycle 1 | 30.0 | 31.0 | 32.0 | 30.0 | 31.0 | 32.0 |" in text
+    assert "| CoCLR, cycle 1 | 60.0 | 61.0 | 62.0 | 60.0 | 61.0 | 62.0 |" in text  # split 3
+
+
+def test_collect_refuses_unnamed_groups_of_runs(tmp_path):
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(fake_run("retrieval", "infonce", "rgb", 1.0)))
+    with pytest.raises(SystemExit, match="several --runs groups need a --split each"):
+        main(["ablation", "collect", "--runs", str(run), "--runs", str(run), "--out", str(tmp_path / "x.json")])

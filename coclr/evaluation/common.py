@@ -35,8 +35,8 @@ def method_name(checkpoint, view) -> str:
 # -- videos and clips --------------------------------------------------------------------
 
 def add_video_arguments(parser) -> None:
-    parser.add_argument("--manifest", required=True, help="manifest CSV (coclr ingest)")
-    parser.add_argument("--frames", nargs="+", required=True, help="frame shards")
+    parser.add_argument("--manifest", required=True, help="manifest or split table CSV (coclr ingest, split-table)")
+    parser.add_argument("--frames", nargs="*", default=[], help="frame shards (needed for the RGB view)")
     parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
     parser.add_argument("--ten-crop", action="store_true", help="ten crops per window instead of the centre crop")
 
@@ -44,12 +44,16 @@ def add_video_arguments(parser) -> None:
 def evaluation_videos(args, view):
     """(manifest, {split: rows}, reader of ``view``).
 
-    Both stores decide which videos are usable when both are given, so the RGB
-    and flow models of a method are evaluated on the same videos (two-stream).
+    A view needs only its own shards. The flow shards hold exactly the videos of
+    their frame shards, so RGB and flow models see the same videos (two-stream);
+    given both, both stores decide which videos are usable.
     """
     if view == "flow" and not args.flow:
         raise SystemExit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
-    stores = {"rgb": frame_store(args.frames), "flow": flow_store(args.flow) if args.flow else None}
+    if view == "rgb" and not args.frames:
+        raise SystemExit("the RGB view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
+    stores = {"rgb": frame_store(args.frames) if args.frames else None,
+              "flow": flow_store(args.flow) if args.flow else None}
     manifest = pd.read_csv(args.manifest)
     videos = {split: usable_videos(manifest, split, [s for s in stores.values() if s]) for split in SPLITS}
     for split, rows in videos.items():

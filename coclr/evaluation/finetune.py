@@ -43,8 +43,8 @@ def add_arguments(parser) -> None:
     source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
                         help="two-stream: average the test probabilities written by two fine-tuning runs")
     parser.add_argument("--method", help="row name in the results (default: the checkpoint's file name)")
-    parser.add_argument("--manifest", help="manifest CSV (coclr ingest)")
-    parser.add_argument("--frames", nargs="+", help="frame shards")
+    parser.add_argument("--manifest", help="manifest or split table CSV (coclr ingest, split-table)")
+    parser.add_argument("--frames", nargs="*", default=[], help="frame shards (needed for an RGB model)")
     parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
     parser.add_argument("--ten-crop", action="store_true", help="ten crops per test window instead of the centre crop")
     parser.add_argument("--out", required=True, help="result JSON")
@@ -122,8 +122,8 @@ def run(args) -> None:
     if args.fuse:
         write_json(args.out, fuse_probabilities(*args.fuse, task="finetune"))
         return
-    if not (args.manifest and args.frames and args.run_dir):
-        raise SystemExit("fine-tuning needs --manifest, --frames (and --flow for a flow model) and --run-dir")
+    if not (args.manifest and (args.frames or args.flow) and args.run_dir):
+        raise SystemExit("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
     torch.set_num_threads(resources.get("threads", 1))

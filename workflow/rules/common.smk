@@ -4,6 +4,8 @@ import shlex
 
 import pandas as pd
 
+from snakemake.exceptions import WorkflowError
+
 from coclr import config as coclr_config
 from coclr import ingest as coclr_ingest
 
@@ -16,6 +18,9 @@ VIEWS = ["rgb", "flow"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    # An evaluation pair (see scope()): `ucf101`, or `hmdb51/pretrained_ucf101`.
+    scope=r"(?:{0})(?:/pretrained_(?:{0}))?".format("|".join(DATASETS)),
+    split=r"[123]",
     view="rgb|flow",
     cycle=r"\d+",
     shard=r"\d{5}",
@@ -33,9 +38,7 @@ def hparams(dataset):
 
 def settings_json(dataset, *sections):
     """The sections of the resolved settings an entry point needs, as one JSON argument."""
-    resolved = hparams(dataset)
-    resolved["resources"] = config["resources"]
-    return json.dumps({key: resolved[key] for key in (*sections, "resources")}, sort_keys=True)
+    return pair_settings_json(dataset, *sections)
 
 
 def video_root(dataset):
@@ -80,14 +83,53 @@ def train_launcher():
     return "python -m coclr"
 
 
-def all_results(dataset):
+def all_results(scope):
+    """The summaries of one evaluation pair (a dataset name: pretrained and evaluated on it)."""
     names = ["linear_probe", "retrieval", "finetune", "ablation"]
-    return expand("results/{dataset}/{name}.json", dataset=dataset, name=names) + [
-        f"results/{dataset}/ablation.md"
-    ]
+    return expand("results/{scope}/{name}.json", scope=scope, name=names) + [f"results/{scope}/ablation.md"]
 
 
 def dataset_labelled(dataset):
     """False for a folder dataset without class folders or a `label` column: it pretrains, nothing is evaluated."""
     entry = dataset_entry(dataset)
     return entry["format"] != "folder" or coclr_ingest.has_labels(entry["root"])
+
+
+# -- Evaluation pairs: models pretrained on one dataset, evaluated on another ------------------
+# The one home of the naming rule. Features, results, runs and logs of a pair live under
+# scope(evaluated, pretrained); the same-dataset pair keeps the dataset's own name.
+
+
+def scope(evaluated, pretrained):
+    """`ucf101` for models pretrained on UCF101 itself, `hmdb51/pretrained_ucf101` for a transfer pair."""
+    return evaluated if evaluated == pretrained else f"{evaluated}/pretrained_{pretrained}"
+
+
+def scope_datasets(name):
+    """(evaluation dataset, pretraining dataset) of a scope: the inverse of scope()."""
+    evaluated, _, pretrained = name.partition("/pretrained_")
+    if pretrained == evaluated:
+        raise WorkflowError(f"results/{name}: models pretrained on {evaluated} and evaluated on it live under "
+                            f"results/{evaluated}/ (ask for that target instead)")
+    return evaluated, pretrained or evaluated
+
+
+def eval_splits(dataset):
+    """The official splits a dataset is evaluated on (`datasets.<name>.splits`)."""
+    return dataset_entry(dataset)["splits"]
+
+
+def split_table(dataset, split):
+    """One split's train/test table over the dataset's manifest (and so over its shards)."""
+    return f"data/{dataset}/split{split}.csv"
+
+
+def pair_settings_json(name, *sections):
+    """Settings of an evaluation job of a pair: `model` from the pretraining dataset (the architecture
+    its models were trained with, which random init rebuilds), the others (`clip`, `linear_probe`,
+    `finetune`, `optim`) from the evaluation dataset, whose videos the job reads."""
+    evaluated, pretrained = scope_datasets(name)
+    resolved = hparams(evaluated)
+    resolved["model"] = hparams(pretrained)["model"]
+    resolved["resources"] = config["resources"]
+    return json.dumps({key: resolved[key] for key in (*sections, "resources")}, sort_keys=True)

@@ -1,5 +1,5 @@
-# Data: generate the synthetic dataset, build the manifest, check the run (preflight),
-# extract frames into shards.
+# Data: generate the synthetic dataset, build the manifest, check the run (preflight), one table
+# per official split, extract frames into shards (cut from the manifest: shared by every split and pair).
 
 SYNTHETIC_SPLITS = "data/{dataset}/videos/{name}"
 SPLIT_NAMES = ["classInd.txt", "trainlist01.txt", "testlist01.txt"]
@@ -20,9 +20,10 @@ def split_files(wildcards):
     return []
 
 
-def ingest_args(wildcards):
+def listing_args(wildcards):
+    """Where a dataset's videos and split files are: what ingest and split-table both read."""
     entry = dataset_entry(wildcards.dataset)
-    args = ["--format", entry["format"], "--root", video_root(wildcards.dataset), "--split", entry.get("split", 1)]
+    args = ["--format", entry["format"], "--root", video_root(wildcards.dataset)]
     if "splits_dir" in entry:
         args += ["--splits-dir", entry["splits_dir"]]
     if "annotations" in entry:
@@ -65,9 +66,10 @@ checkpoint ingest:
     input:
         split_files,
     output:
+        # Every video of the configured splits, once: the shards are cut from it.
         manifest="data/{dataset}/manifest.csv",
     params:
-        args=ingest_args,
+        args=lambda w: f"{listing_args(w)} --split {' '.join(map(str, eval_splits(w.dataset)))}",
         per_shard=config["ingest"]["videos_per_shard"],
     threads: config["ingest"]["workers"]
     log:
@@ -96,6 +98,23 @@ rule preflight:
     shell:
         "python -m coclr check --config-json {params.config} --dataset {wildcards.dataset} "
         "--manifest {input.manifest} --out {output} > {log} 2>&1"
+
+
+rule split_table:
+    input:
+        split_files,
+        manifest="data/{dataset}/manifest.csv",
+    output:
+        split_table("{dataset}", "{split}"),
+    params:
+        args=listing_args,
+    log:
+        "logs/{dataset}/split_table_{split}.log",
+    conda:
+        "../../envs/coclr.yaml"
+    shell:
+        "python -m coclr split-table {params.args} --split {wildcards.split} --manifest {input.manifest} "
+        "--out {output} > {log} 2>&1"
 
 
 rule frames:

@@ -19,6 +19,11 @@ def stage_files(pattern, stages):
     return lambda w: expand(pattern, dataset=w.dataset, stage=stages(w.dataset))
 
 
+def first_split_features(dataset, method, view):
+    """The report draws features of the first evaluated split."""
+    return expand(FEATURES, scope=dataset, split=eval_splits(dataset)[0], method=method, view=view)[0]
+
+
 def report_outputs(dataset):
     """What `rule all` asks for, so the first run builds the report's contents."""
     figures = ["curves", "purity", "tsne", "retrieval", "flow"]
@@ -61,8 +66,7 @@ rule figure_purity:
 
 rule figure_tsne:
     input:
-        lambda w: expand("features/{dataset}/{method}_{view}.pt", dataset=w.dataset, method=methods(w.dataset),
-                         view=VIEWS),
+        lambda w: [first_split_features(w.dataset, m, v) for m in methods(w.dataset) for v in VIEWS],
     output:
         report("results/{dataset}/figures/tsne.png", caption="../report/tsne.rst", category="Features",
                subcategory="{dataset}"),
@@ -76,8 +80,8 @@ rule figure_tsne:
 
 rule figure_retrieval:
     input:
-        final=lambda w: f"features/{w.dataset}/coclr_c{max(cycles(w.dataset))}_rgb.pt",
-        baseline="features/{dataset}/infonce_rgb.pt",
+        final=lambda w: first_split_features(w.dataset, f"coclr_c{max(cycles(w.dataset))}", "rgb"),
+        baseline=lambda w: first_split_features(w.dataset, "infonce", "rgb"),
         manifest="data/{dataset}/manifest.csv",
         frames=frame_shards,
     output:
