@@ -36,7 +36,7 @@ CHUNK = 1 << 16  # bytes per checksummed chunk: a 32-frame clip of ~8 KiB JPEGs 
 
 def shard_error(path, video_id, error) -> ShardError:
     return ShardError(f"shard {path} is corrupt or unreadable at video {video_id} ({type(error).__name__}: {error}): "
-                      f"rebuild it with `snakemake --forcerun {path}` (its downstream jobs rerun too)")
+                      f"rebuild it with `snakemake --cores all --forcerun={path}` (add your --configfile; its downstream jobs rerun too)")
 
 
 def create_shard(path) -> h5py.File:

@@ -161,3 +161,12 @@ def k400_layout(root: Path, clips_per_class=4, frames=40, size=(170, 128), class
         annotations.append(str(root / csv))
         table[table["split"] == split].to_csv(annotations[-1], index=False)
     return {"format": "k400", "root": str(root / "videos"), "annotations": annotations}
+
+
+def folder_layout(root: Path, clips=3, frames=40, size=(160, 120), classes=CLASSES) -> dict:
+    """``<root>/videos/<class>/<video>.mp4``: a researcher's own labelled videos (the ``folder`` format)."""
+    for name, (source, mirror) in classes.items():
+        for c in range(clips):
+            cut(source, root / "videos" / name / f"clip {c}.mp4", _clip_start(c, 0, frames), frames, size,
+                mirror=mirror, codec="h264")
+    return {"format": "folder", "root": str(root / "videos")}

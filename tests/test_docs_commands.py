@@ -130,12 +130,13 @@ def swallowed_targets(tokens):
 
 @pytest.fixture(scope="module")
 def fixture_datasets(tmp_path_factory):
-    """UCF101, HMDB51 and Kinetics-400 trees in their official layouts, cut from real footage."""
+    """UCF101, HMDB51 and Kinetics-400 trees in their official layouts and a folder of own videos, cut from real footage."""
     root = tmp_path_factory.mktemp("layouts")
     small = dict(frames=12, size=(80, 60))
     return {"ucf101": realdata.ucf101_layout(root / "ucf101", groups=3, clips=1, **small),
             "hmdb51": realdata.hmdb51_layout(root / "hmdb51", groups=3, clips=1, **small),
-            "k400": realdata.k400_layout(root / "k400", clips_per_class=2, frames=12, size=(80, 60))}
+            "k400": realdata.k400_layout(root / "k400", clips_per_class=2, frames=12, size=(80, 60)),
+            "folder": realdata.folder_layout(root / "folder", clips=2, **small)}
 
 
 def docs_config(name):
@@ -161,6 +162,10 @@ def clone(tmp_path_factory, fixture_datasets):
         args = get_argument_parser().parse_args(tokens[1:])
         names |= {str(c) for c in (args.configfile or [])}
     for name in names:
+        if (REPO / name).is_file():  # a config file the repository keeps, e.g. the tests' tiny one
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / name, root / name)
+            continue
         config = docs_config(name)
         for dataset, entry in config.get("datasets", {}).items():
             fixture = fixture_datasets[entry["format"]]

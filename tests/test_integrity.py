@@ -18,7 +18,7 @@ from coclr.io import DiskFull, ShardError
 from coclr.trainer import resumable_loader
 from realdata import cut
 
-FORCERUN = "rebuild it with `snakemake --forcerun {}`"
+FORCERUN = "rebuild it with `snakemake --cores all --forcerun={}`"
 
 
 @pytest.fixture(scope="module")
