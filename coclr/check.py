@@ -23,6 +23,7 @@ import yaml
 
 from coclr import config as coclr_config
 from coclr.config import REPO, ConfigError
+from coclr.ingest import UNLABELLED
 from coclr.io import write_json
 from coclr.video import resized_shape
 
@@ -102,14 +103,18 @@ def check_videos(manifest, config, settings, report) -> dict:
     """Counts per split and class; short videos; the batch, the queue and the steps they give."""
     clip, optim, moco = settings["clip"], settings["optim"], settings["moco"]
     span = (clip["frames"] - 1) * clip.get("stride", 1) + 1
-    counts = manifest.pivot_table(index="class_name", columns="split", values="video_id", aggfunc="count",
-                                  fill_value=0)
+    labelled = bool((manifest["label"] != UNLABELLED).all())
+    classes = manifest["class_name"].fillna("(unlabelled)")  # pivot_table would drop rows without a class
+    counts = manifest.assign(class_name=classes).pivot_table(index="class_name", columns="split", values="video_id",
+                                                             aggfunc="count", fill_value=0)
     counts = counts.reindex(columns=["train", "test"], fill_value=0)
     train, test = int(counts["train"].sum()), int(counts["test"].sum())
     report.fact(f"videos: {train} train, {test} test, {len(counts)} classes "
                 f"(per class: train {counts['train'].min()}-{counts['train'].max()}, "
                 f"test {counts['test'].min()}-{counts['test'].max()})")
-    for split, total in (("train", train), ("test", test)):
+    if not labelled:
+        report.fact("unlabelled videos: they pretrain (InfoNCE, CoCLR) and get embeddings; nothing is evaluated")
+    for split, total in [("train", train)] + ([("test", test)] if labelled else []):
         if total == 0:
             report.refuse(f"no {split} videos: check datasets.<name>.split and the split files")
     untested = list(counts.index[counts["test"] == 0])
@@ -161,7 +166,7 @@ def check_videos(manifest, config, settings, report) -> dict:
     if queue > train:
         report.warn(f"the queue ({queue} keys) is larger than the training set ({train} videos): it holds older keys "
                     "of the anchor's own video as negatives; the paper's UCF101 queue (2048) is a fifth of its set")
-    for task in ("finetune", "linear_probe"):
+    for task in ("finetune", "linear_probe") if labelled else ():
         if settings[task]["batch_size"] > train:
             report.warn(f"{task}.batch_size ({settings[task]['batch_size']}) is larger than the training split "
                         f"({train}): every epoch is one smaller batch")

@@ -532,7 +532,7 @@ def run(args) -> None:
     unused = f", {counts['unused']} only in later splits" if counts.get("unused", 0) else ""
     print(f"ingest: {len(manifest)} videos ({counts.get('train', 0)} train, {counts.get('test', 0)} test{unused}), "
           f"{classes}, {manifest['shard'].max() + 1} shards -> {args.out}", file=sys.stderr)
-    for split in ("train", "test"):
+    for split in ("train", "test") if labelled.all() else ("train",):  # unlabelled videos are never tested
         if not counts.get(split, 0):
             print(f"ingest: no {split} videos: pretraining needs train videos and evaluation test videos; give a "
                   "`split` column (folder format: a CSV) or change ingest.test_fraction", file=sys.stderr)

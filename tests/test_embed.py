@@ -17,7 +17,7 @@ from realdata import cut
 from test_weights import encoder_q, moco_state, reference_file  # noqa: F401 (encoder_q: a fixture)
 
 MODEL = {"width": 0.25, "depth": 3, "flow_channels": 2}
-CLIP = {"frames": 8, "stride": 1, "size": 32, "eval_stride": 4}
+CLIP = {"frames": 8, "stride": 1, "size": 32, "eval_stride": 4, "eval_pooling": "normalised_mean"}
 FRAMES = {"fps": None, "short_side": None, "jpeg_quality": 90}
 TVL1 = dict(p.split("=") for p in FAST_FLOW[1::2])
 FLOW = {"method": "tvl1", "device": "cpu", "batch_size": 64, "compile": False, "params": TVL1}

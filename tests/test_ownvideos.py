@@ -280,10 +280,12 @@ def test_workflow_unlabelled_folder_with_spaces_and_non_ascii(tmp_path):
     root = tmp_path / "my vidéos"
     cut("bikes", root / "première prise.mp4", 0, 12, size=(48, 40), codec="h264")
     cut("carphone", root / "take two.webm", 0, 12, size=(48, 40), codec="vp8")
+    for n in range(14):  # the preflight refuses a set where the tiny config's queue (16) never fills in a stage
+        cut("bikes", root / f"more_{n}.mp4", 12 * n, 12, size=(48, 40), codec="h264")
     work = tmp_path / "work"
     snakemake(work, "--cores", 1, "data/mine/frames/shard_00000.h5", "--config", *folder_config(root))
     with h5py.File(work / "data/mine/frames/shard_00000.h5", "r") as f:
-        assert list_videos(f) == ["première prise", "take two"]
+        assert {"première prise", "take two"} <= set(list_videos(f)) and len(list_videos(f)) == 16
     assert (read(work / "data/mine/manifest.csv")["label"] == UNLABELLED).all()
     jobs = planned_jobs(snakemake(work, "-n", "--config", *folder_config(root)).stdout)
     assert jobs["embed"] == 1 and jobs["cotrain"] == 4 and jobs["pretrain"] == 2  # InfoNCE only: no UberNCE
