@@ -35,8 +35,11 @@ def reference_minimum(frames: int) -> int:
 class Report:
     """Findings of the check: facts (printed), warnings (wasteful) and problems (cannot work)."""
 
-    def __init__(self):
+    def __init__(self, pretraining=True):
+        """``pretraining``: the dataset is pretrained on. A dataset only evaluated (the evaluation side of
+        a transfer pair) never trains on its own videos, so what would stop pretraining is only a warning."""
         self.facts, self.warnings, self.problems = [], [], []
+        self.pretraining = pretraining
 
     def fact(self, text):
         self.facts.append(text)
@@ -46,6 +49,13 @@ class Report:
 
     def refuse(self, text):
         self.problems.append(text)
+
+    def refuse_pretraining(self, text):
+        """A problem for pretraining on this dataset only."""
+        if self.pretraining:
+            self.refuse(text)
+        else:
+            self.warn(f"pretraining on this dataset would fail (it is checked again before any pretraining job): {text}")
 
     def text(self) -> str:
         lines = [*self.facts]
@@ -147,7 +157,7 @@ def check_videos(manifest, config, settings, report) -> dict:
     report.fact(f"batch {batch} per process x {processes} = {global_batch}: {steps} steps per epoch "
                 f"({train // processes} training videos per process)")
     if steps == 0:
-        report.refuse(f"the {train} training videos are fewer than one global batch ({global_batch}): lower "
+        report.refuse_pretraining(f"the {train} training videos are fewer than one global batch ({global_batch}): lower "
                       "optim.batch_size (presets.<preset>.optim or datasets.<name>.overrides.optim)")
     queue = moco["queue_size"]
     fill_steps = math.ceil(queue / global_batch)
@@ -156,7 +166,7 @@ def check_videos(manifest, config, settings, report) -> dict:
     report.fact(f"queue {queue} keys: full after {fill_steps} steps; a CoCLR stage has {stage_steps} steps "
                 f"({cotrain['epochs']} epochs x {steps})")
     if steps and stage_steps <= fill_steps:
-        report.refuse(f"CoCLR never trains: it mines positives, and steps, only once the queue is full (as the "
+        report.refuse_pretraining(f"CoCLR never trains: it mines positives, and steps, only once the queue is full (as the "
                       f"reference), after {fill_steps} steps of {global_batch} clips, but a stage has only "
                       f"{stage_steps}; lower moco.queue_size to at most {(stage_steps - 1) * global_batch} or raise "
                       "cotrain.epochs")
@@ -206,10 +216,11 @@ def check_costs(manifest, config, settings, report, found, rates) -> None:
         report.fact(f"time {stage}: {seconds / 3600:.2f} h on {where}")
 
 
-def check(config, dataset=None, manifest_path=None, cuda=None, rates=None) -> Report:
+def check(config, dataset=None, manifest_path=None, cuda=None, rates=None, pretraining=True) -> Report:
     """The findings for ``dataset`` (default: config's) and, when given, its manifest.
-    ``cuda`` (available, count) and ``rates`` default to this machine's and measured.json's."""
-    report = Report()
+    ``cuda`` (available, count) and ``rates`` default to this machine's and measured.json's;
+    ``pretraining``: see :class:`Report`."""
+    report = Report(pretraining)
     dataset = dataset or config["dataset"]
     coclr_config.check_dataset_paths(config, dataset)
     settings = coclr_config.resolve(config, dataset)
@@ -237,13 +248,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dataset", help="dataset to check (default: the config's `dataset`)")
     parser.add_argument("--manifest", help="the dataset's manifest (default: data/<dataset>/manifest.csv)")
     parser.add_argument("--out", help="also write the findings as JSON (the workflow's record that the check passed)")
+    parser.add_argument("--evaluation-only", action="store_true",
+                        help="the dataset is only evaluated on: what would stop pretraining on it is a warning "
+                             "(the workflow checks again, without this flag, before pretraining on it)")
 
 
 def run(args) -> None:
     try:
         config = merged_config(args.configfile, args.config_json)
         dataset = args.dataset or config["dataset"]
-        report = check(config, dataset, args.manifest or f"data/{dataset}/manifest.csv")
+        report = check(config, dataset, args.manifest or f"data/{dataset}/manifest.csv",
+                       pretraining=not args.evaluation_only)
     except ConfigError as error:
         raise SystemExit(f"preflight: {error}") from None
     print(report.text())

@@ -44,9 +44,9 @@ def paper_file(tmp_path, **overrides):
     return path
 
 
-def findings(tmp_path, cuda=(False, 0), manifest_path=None, **overrides):
+def findings(tmp_path, cuda=(False, 0), manifest_path=None, pretraining=True, **overrides):
     config = merged_config([paper_file(tmp_path, **overrides)])
-    return check(config, manifest_path=manifest_path or manifest(tmp_path), cuda=cuda)
+    return check(config, manifest_path=manifest_path or manifest(tmp_path), cuda=cuda, pretraining=pretraining)
 
 
 def test_a_good_configuration_passes_and_reports_the_run(tmp_path):
@@ -105,6 +105,13 @@ def test_a_queue_that_never_fills_in_a_stage_is_refused_with_the_numbers(tmp_pat
     [problem] = report.problems
     assert "moco.queue_size" in problem and "after 512 steps of 4 clips, but a stage has only 20" in problem
     assert any("larger than the training set (8 videos)" in w for w in report.warnings)
+
+
+def test_a_dataset_only_evaluated_on_is_not_refused_for_pretraining(tmp_path):
+    """The evaluation side of a transfer pair never trains on its videos: the queue problem is a warning."""
+    report = findings(tmp_path, pretraining=False, preset={"moco": {"queue_size": 2048}, "optim": {"batch_size": 64}})
+    assert report.problems == []
+    assert any("pretraining on this dataset would fail" in w and "optim.batch_size" in w for w in report.warnings)
 
 
 def test_a_queue_filling_most_of_a_stage_is_a_warning(tmp_path):

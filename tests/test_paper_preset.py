@@ -39,7 +39,7 @@ SHRUNK = {
 def paper_config(tmp_path, entry, flow_channels=2):
     config = {
         "dataset": "ucf101", "preset": "paper",
-        "datasets": {"ucf101": {**entry, "split": 1, "overrides": {**SHRUNK, "model": {"flow_channels": flow_channels}}}},
+        "datasets": {"ucf101": {**entry, "splits": [1], "overrides": {**SHRUNK, "model": {"flow_channels": flow_channels}}}},
         "ingest": {"videos_per_shard": 6, "workers": 1},
         "frames": {"short_side": 128},  # the paper's frames: 170x128 from this 160x120 footage
         "flow": {"params": {}},  # OpenCV's default TV-L1 parameters, as the paper

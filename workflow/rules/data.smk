@@ -82,21 +82,28 @@ checkpoint ingest:
 
 
 rule preflight:
-    """`coclr check` on the manifest: nothing is extracted or trained before it passes. Its params are
-    the whole config, so a changed setting is checked again (frames ask for it as ancient: they are not
-    extracted again because the check ran again)."""
+    """`coclr check` on the manifest. `preflight.json` gates the frames (nothing is extracted before it
+    passes) and checks what every use of the dataset needs; `preflight_pretraining.json` gates the
+    pretraining jobs and adds what training on the dataset needs (batch, queue), so a dataset that is
+    only evaluated (a transfer pair's) is not refused for it. Both run right after ingest. Their params
+    are the whole config, so a changed setting is checked again (the jobs ask for them as ancient: they
+    do not rerun because the check ran again)."""
     input:
         manifest="data/{dataset}/manifest.csv",
     output:
-        "data/{dataset}/preflight.json",
+        "data/{dataset}/{check}.json",
+    wildcard_constraints:
+        check="preflight|preflight_pretraining",
     params:
         config=lambda w: shlex.quote(json.dumps(config, sort_keys=True)),
+        scope=lambda w: "" if w.check == "preflight_pretraining" else "--evaluation-only",
+    priority: 20
     log:
-        "logs/{dataset}/preflight.log",
+        "logs/{dataset}/{check}.log",
     conda:
         "../../envs/coclr.yaml"
     shell:
-        "python -m coclr check --config-json {params.config} --dataset {wildcards.dataset} "
+        "python -m coclr check --config-json {params.config} --dataset {wildcards.dataset} {params.scope} "
         "--manifest {input.manifest} --out {output} > {log} 2>&1"
 
 

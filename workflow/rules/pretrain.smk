@@ -13,6 +13,7 @@ def view_shards(wildcards):
 rule pretrain:
     input:
         manifest="data/{dataset}/manifest.csv",
+        preflight=ancient("data/{dataset}/preflight_pretraining.json"),
         shards=view_shards,
     output:
         "models/{dataset}/{loss}_{view}.pt",
