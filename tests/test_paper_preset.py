@@ -80,6 +80,7 @@ def workdir_with_data(paper_data, name):
 
 
 @pytest.mark.slow
+@pytest.mark.paper
 @pytest.mark.timeout(1800)  # fixture included; the paper recipe on CPU: docs/benchmarks.md, "The paper preset on CPU"
 def test_paper_preset_end_to_end_on_real_footage(paper_data):
     workdir = workdir_with_data(paper_data, "flow2")
@@ -97,6 +98,7 @@ def test_paper_preset_end_to_end_on_real_footage(paper_data):
 
 
 @pytest.mark.slow
+@pytest.mark.paper
 @pytest.mark.timeout(1800)
 def test_paper_preset_with_reference_layout_flow(paper_data):
     """3-channel (128, y, x) flow through the stages it changes: both InfoNCE inits, a CoCLR cycle

@@ -163,7 +163,7 @@ SETTINGS = {
     "optim": {"lr": 1e-3, "weight_decay": 1e-5, "batch_size": 4},
     "infonce": {"epochs": 1, "lr_steps": []}, "ubernce": {"epochs": 1, "lr_steps": []},
     "cotrain": {"cycles": 1, "epochs": 1, "lr_steps": [], "topk": 2, "self_drop": 0.9},
-    "resources": {"gpus": 0, "threads": 1, "workers": 0},
+    "resources": {"gpus": 0, "threads": 1, "workers": 0, "checkpoint_minutes": 10},
 }
 
 
