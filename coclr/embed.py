@@ -171,7 +171,8 @@ def embed_video(path, streams, settings, flow_device, per_window, batch_size) ->
         dense = DenseClipDataset(row, reader, clip, checkpoint["arch"]["in_channels"])
         windows = PerWindow(dense) if per_window else dense
         outputs[view] = video_features(net, windows, view, batch_size)[clip["eval_pooling"]]
-        starts[view] = [start for _, start, _ in dense.windows]
+        # A short video's one window starts before frame 0 (left padding), in each view by its own length.
+        starts[view] = [max(start, 0) for _, start, _ in dense.windows]
     if len(streams) == 2:
         if per_window:  # flow has one field fewer than frames: keep the windows both views have
             common = sorted(set(starts["rgb"]) & set(starts["flow"]))
