@@ -1,6 +1,6 @@
 """Compare the two evaluation poolings (clip.eval_pooling) on existing features files.
 
-    python experiments/pooling.py features/synthetic/*.pt [--preset cpu] [--dataset synthetic]
+    python experiments/pooling.py features/synthetic/split1/*.pt [--preset cpu] [--dataset synthetic]
 
 Every features file holds both per-video poolings of one extraction pass
 (coclr/evaluation/features.py): ``normalised_mean`` (each window's feature
