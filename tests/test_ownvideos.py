@@ -200,6 +200,25 @@ def test_csv_rows_missing_a_cell(tmp_path):
         f"{listing} line 5\tsplit 'val' is not train or test (or empty: held out by hash)\n")
 
 
+def archery_lists(tmp_path, class_ind, trainlist, testlist):
+    """A UCF101 tree holding two Archery videos, with split files as given: (root, splits dir)."""
+    from test_ingest import tiny_video
+
+    root, splits = tmp_path / "UCF-101", tmp_path / "lists"
+    splits.mkdir()
+    (splits / "classInd.txt").write_text(class_ind)
+    (splits / "trainlist01.txt").write_text(trainlist)
+    (splits / "testlist01.txt").write_text(testlist)
+    for g in (1, 2):
+        tiny_video(root / f"Archery/v_Archery_g0{g}_c01.avi")
+    return root, splits
+
+
+def ingest_ucf101(root, splits, out, *extra):
+    main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
+          "--out", str(out), *extra])
+
+
 def test_label_not_in_classind(tmp_path, capsys):
     cut("bikes", tmp_path / "a.mp4", 0, 8, codec="h264")
     cut("carphone", tmp_path / "b.mp4", 0, 8, codec="h264")
@@ -212,42 +231,27 @@ def test_label_not_in_classind(tmp_path, capsys):
     message = f"{listing} line 3: label 'phoning' is not in {tmp_path / 'classInd.txt'}: add it there or fix the label"
     assert message in capsys.readouterr().err
     # a UCF101 split file naming a class that classInd.txt lacks
-    from test_ingest import tiny_video
-
-    root, splits = tmp_path / "UCF-101", tmp_path / "lists"
-    splits.mkdir()
-    (splits / "classInd.txt").write_text("1 Archery\n")
-    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 2\n")
-    (splits / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\n")
-    for g in (1, 2):
-        tiny_video(root / f"Archery/v_Archery_g0{g}_c01.avi")
-    main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
-          "--out", str(out)])
+    root, splits = archery_lists(tmp_path, "1 Archery\n",
+                                 "Archery/v_Archery_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 2\n",
+                                 "Archery/v_Archery_g02_c01.avi\n")
+    ingest_ucf101(root, splits, out)
     assert len(read(out)) == 2
     assert (tmp_path / "m.csv.rejected.txt").read_text() == (
         f"{splits / 'trainlist01.txt'} line 2\tclass folder 'Bowling' is not in {splits / 'classInd.txt'}\n")
 
 
 def test_split_file_lists_a_missing_class_folder(tmp_path, capsys):
-    from test_ingest import tiny_video
-
-    root, splits = tmp_path / "UCF-101", tmp_path / "lists"
-    splits.mkdir()
-    (splits / "classInd.txt").write_text("1 Archery\n2 Bowling\n")
-    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 2\n")
-    (splits / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\nBowling/v_Bowling_g02_c01.avi\n")
-    for g in (1, 2):
-        tiny_video(root / f"Archery/v_Archery_g0{g}_c01.avi")
+    root, splits = archery_lists(tmp_path, "1 Archery\n2 Bowling\n",
+                                 "Archery/v_Archery_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 2\n",
+                                 "Archery/v_Archery_g02_c01.avi\nBowling/v_Bowling_g02_c01.avi\n")
     out = tmp_path / "m.csv"
-    main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits), "--videos-per-shard", "5",
-          "--out", str(out)])
+    ingest_ucf101(root, splits, out)
     assert len(read(out)) == 2
     err = capsys.readouterr().err
     assert f"  {splits / 'trainlist01.txt'} line 2: class folder 'Bowling' does not exist under {root}" in err
     assert f"  {splits / 'testlist01.txt'} line 2: class folder 'Bowling' does not exist under {root}" in err
     with pytest.raises(SystemExit, match=r"trainlist01.txt line 2: class folder 'Bowling' does not exist"):
-        main(["ingest", "--format", "ucf101", "--root", str(root), "--splits-dir", str(splits),
-              "--videos-per-shard", "5", "--out", str(out), "--strict"])
+        ingest_ucf101(root, splits, out, "--strict")
 
 
 def test_hmdb51_split_file_of_a_missing_class_folder(tmp_path, capsys):
