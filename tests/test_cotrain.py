@@ -33,16 +33,20 @@ def batch(n=4, seed=0):
             "label": torch.arange(n) % 2, "group": torch.arange(n), "index": torch.arange(n)}
 
 
-@pytest.fixture
-def stage(tmp_path):
-    """A fresh RGB MoCo and a frozen flow miner loaded from a checkpoint file."""
+def make_stage(tmp_path, labelled=True):
+    """A fresh RGB MoCo, a frozen flow miner loaded from a checkpoint file, and the CoCLR step."""
     torch.manual_seed(0)
     flow_model = MoCo({**ARCH, "in_channels": 2}, dim=16, queue_size=16)
     save_model(tmp_path / "flow.pt", flow_model.state_dict(), "flow", {**ARCH, "in_channels": 2})
     miner = load_miner(tmp_path / "flow.pt", "flow", torch.device("cpu"))
     model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
-    step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator())
+    step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator(), labelled)
     return model, miner, step
+
+
+@pytest.fixture
+def stage(tmp_path):
+    return make_stage(tmp_path)
 
 
 def test_gradients_reach_only_the_trained_view(stage):
@@ -106,13 +110,7 @@ def test_a_stage_runs_resumes_and_mines_above_chance(tiny_dataset, tmp_path):
 
 def test_unlabelled_videos_train_with_purity_left_unmeasured(tmp_path):
     """Labels of -1 (folder format, no labels) would make every mined positive "pure": NaN instead."""
-    torch.manual_seed(0)
-    flow_model = MoCo({**ARCH, "in_channels": 2}, dim=16, queue_size=16)
-    save_model(tmp_path / "flow.pt", flow_model.state_dict(), "flow", {**ARCH, "in_channels": 2})
-    miner = load_miner(tmp_path / "flow.pt", "flow", torch.device("cpu"))
-    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
-    step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator(),
-                        labelled=False)
+    _, _, step = make_stage(tmp_path, labelled=False)
     for seed in range(3):
         result = step({**batch(seed=seed), "label": torch.full((4,), -1)})
     assert result.update and torch.isfinite(result.loss)
