@@ -5,9 +5,10 @@
 Runs the embedded default workflow on the tiny test config twice in scratch
 directories: once uninterrupted (the reference), once under faults. For every
 stage type it waits for one of that stage's jobs (``python -m coclr <command>``)
-to be running, lets it run for a random part of its reference duration, and kills
+to be running, lets it run for a random part of its reference CPU time, and kills
 it with SIGKILL or SIGTERM (the seeded draw decides); a job that ends before
-its moment passes the fault on to the stage's next job. Between stages it also
+its moment passes the fault on to the stage's next job, and jobs running beside a
+killed one can take their own stage's fault in the same run. Between stages it also
 kills the whole workflow, Snakemake and every job under it with SIGKILL, as the
 loss of the node running Snakemake does. After each fault it runs ``snakemake
 --unlock`` when Snakemake left its lock, then the same command again.
@@ -72,6 +73,15 @@ def running_jobs(root: psutil.Process) -> list:
     return [(stage, p) for p in children if (stage := stage_of(p)) is not None]
 
 
+def cpu_seconds(proc):
+    """User plus system CPU seconds of a job so far, or None once it is gone."""
+    try:
+        times = proc.cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    return times.user + times.system
+
+
 def kill_tree(root: psutil.Process) -> None:
     """SIGKILL Snakemake and everything under it at once, as a lost node does."""
     try:
@@ -110,23 +120,24 @@ class Run:
         self.root = psutil.Process(self.proc.pid)
 
     def watch(self, on_job=None, poll=0.05) -> int:
-        """Poll until Snakemake exits; ``on_job(stage, process, seen_s)`` may inject a fault and return True
-        to stop watching for more. Returns Snakemake's exit status. Records job lifetimes."""
+        """Poll until Snakemake exits; ``on_job(stage, process, cpu_s)`` may inject a fault, and returns True
+        to stop watching for more. Returns Snakemake's exit status. Records each job's CPU seconds: unlike
+        its wall time, a job's CPU time hardly depends on what else loads the machine, so a moment drawn
+        from the reference run's CPU times falls inside the faulted run's job too."""
         seen, self.durations = {}, {}
         armed = on_job is not None
         while self.proc.poll() is None:
-            now = time.time()
-            jobs = running_jobs(self.root)
-            for stage, p in jobs:
-                seen.setdefault(p.pid, (stage, now))
-            alive = {p.pid for _, p in jobs}
-            for pid, (stage, since) in list(seen.items()):
+            jobs = [(stage, p, cpu) for stage, p in running_jobs(self.root) if (cpu := cpu_seconds(p)) is not None]
+            for stage, p, cpu in jobs:
+                seen[p.pid] = (stage, cpu)
+            alive = {p.pid for _, p, _ in jobs}
+            for pid, (stage, cpu) in list(seen.items()):
                 if pid not in alive:
-                    self.durations.setdefault(stage, []).append(now - since)
+                    self.durations.setdefault(stage, []).append(cpu)
                     del seen[pid]
             if armed:
-                for stage, p in jobs:
-                    if on_job(stage, p, now - seen[p.pid][1]):
+                for stage, p, cpu in jobs:
+                    if on_job(stage, p, cpu):
                         armed = False
                         break
             time.sleep(poll)
@@ -187,25 +198,27 @@ def plan_faults(stages, workflow_kills, rng) -> list:
 
 
 def run_faults(workdir, targets, cores, faults, durations, rng, log, max_runs=40) -> dict:
-    """Inject ``faults`` one per Snakemake run, rerunning until the workflow completes."""
+    """Inject ``faults``, rerunning until the workflow completes. Several job faults may land in one
+    Snakemake run (a probe job running beside a killed flow job is still fair game); a whole-workflow
+    kill ends its run."""
     pending, records, recomputed, runs = list(faults), [], [], 0
+    delays = {}  # fault -> its random moment, drawn when a job of its stage is first seen
     while True:
         runs += 1
         if runs > max_runs:
             raise RuntimeError(f"the workflow did not finish after {max_runs} runs: see {log}")
         before, log_start = snapshot(workdir), log.stat().st_size if log.exists() else 0
         run = Run(workdir, targets, cores, log)
-        injected = {}
+        injected, signalled = [], set()
 
-        def on_job(stage, proc, running_s):
+        def on_job(stage, proc, cpu_s):
             fault = next((f for f in pending if f[0] == stage), None)
-            if fault is None:
+            if fault is None or proc.pid in signalled:
                 return False
-            if "delay" not in injected:
-                # A random moment within the shortest reference job of the stage (a busy machine runs
-                # some jobs faster than others; the shortest bounds when a job surely still runs).
-                injected["delay"] = rng.uniform(0.05, 0.8) * min(durations.get(stage, [2.0]))
-            if running_s < injected["delay"]:
+            if fault not in delays:
+                # A random moment within the shortest reference job of the stage, in CPU seconds.
+                delays[fault] = rng.uniform(0.05, 0.8) * min(durations.get(stage, [2.0]))
+            if cpu_s < delays[fault]:
                 return False
             if fault[1] == "workflow":
                 kill_tree(run.root)
@@ -214,19 +227,20 @@ def run_faults(workdir, targets, cores, faults, durations, rng, log, max_runs=40
                     proc.send_signal(getattr(signal, fault[1]))
                 except psutil.NoSuchProcess:
                     return False  # it finished first: try the next job of this stage
+                signalled.add(proc.pid)
             pending.remove(fault)
-            injected["fault"] = fault
-            records.append({"stage": stage, "fault": fault[1], "after_s": round(running_s, 2)})
-            return True
+            injected.append(fault)
+            records.append({"stage": stage, "fault": fault[1], "after_cpu_s": round(cpu_s, 2)})
+            return fault[1] == "workflow"
 
         run.start()
         status = run.watch(on_job if pending else None)
         after = snapshot(workdir)
         # Anything that existed before this run and is not the same file afterwards was recomputed.
         recomputed += [path for path, identity in before.items() if after.get(path) != identity]
-        if status == 0 and "fault" not in injected:
+        if status == 0 and not injected:
             break
-        if locked(log, log_start) or injected.get("fault", ("", ""))[1] == "workflow":
+        if locked(log, log_start) or any(how == "workflow" for _, how in injected):
             snakemake_once(workdir, ["--unlock"], log)
     for record in records:
         record["survived"] = True  # the loop only ends once the workflow has completed
@@ -260,7 +274,7 @@ def main(argv=None) -> dict:
     result = run_faults(faulted, args.target, args.cores, faults, clean.durations, rng, base / "faulted.log")
     different = differences(reference, faulted)
     for record in result["records"]:
-        print(f"{record['stage']:>9}: {record['fault']:<8} after {record['after_s']:5.2f} s of the job -> survived")
+        print(f"{record['stage']:>9}: {record['fault']:<8} after {record['after_cpu_s']:5.2f} CPU-s of the job -> survived")
     for stage, how in result["not_injected"]:
         print(f"{stage:>9}: {how:<8} not injected (no job of this stage ran after the earlier faults)")
     summary = {"faults injected": len(result["records"]),
