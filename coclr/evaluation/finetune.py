@@ -5,7 +5,7 @@ classifier; Adam with the backbone at a tenth of the head's learning rate
 (weight decay: ``optim.weight_decay``). Each epoch draws one augmented window
 per training video (the pretraining augmentations).
 
-Training runs in :class:`coclr.trainer.Trainer`, so a killed or preempted job
+Training runs in :class:`coclr.training.trainer.Trainer`, so a killed or preempted job
 resumes from ``--run-dir``. The epoch is chosen by video-level top-1 on held-out
 training videos (the split of the linear probe): after every epoch the held-out
 accuracy is logged and the weights of the best epoch so far are kept in
@@ -34,7 +34,7 @@ from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
 from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
-from coclr.trainer import StepResult, Trainer, resumable_loader
+from coclr.training.trainer import StepResult, Trainer, resumable_loader
 
 
 def add_arguments(parser) -> None:

@@ -20,7 +20,7 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
-from coclr.trainer import Trainer, resumable_loader
+from coclr.training.trainer import Trainer, resumable_loader
 
 
 def add_arguments(parser) -> None:
