@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 
 
-def setup(device_kind=None):
+def setup():
     """Join the process group if launched by torchrun; return (rank, world, device)."""
-    use_cuda = torch.cuda.is_available() if device_kind is None else device_kind == "cuda"
+    use_cuda = torch.cuda.is_available()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
