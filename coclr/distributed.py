@@ -2,6 +2,7 @@
 
 ``torchrun`` sets RANK / WORLD_SIZE / LOCAL_RANK; we then join a process group
 (NCCL on GPUs, gloo on CPUs). Without them everything runs in one process.
+Each computing entry point sets its process's CPU threads with :func:`set_threads`.
 """
 
 import os
@@ -22,6 +23,11 @@ def setup():
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return rank, world, device
+
+
+def set_threads(settings: dict) -> None:
+    """This process's CPU threads (``resources.threads``); every entry point that computes sets them here."""
+    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
 
 
 def world_size() -> int:

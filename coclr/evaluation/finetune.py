@@ -28,6 +28,7 @@ from torch import nn
 from coclr.augment import RandomColour, to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
+from coclr.distributed import set_threads
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
@@ -126,7 +127,7 @@ def run(args) -> None:
         raise SystemExit("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
-    torch.set_num_threads(resources.get("threads", 1))
+    set_threads(settings)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     start = time.time()

@@ -38,7 +38,7 @@ def prepare(args, views) -> SimpleNamespace:
     """Settings, process group, threads, seeds and the training videos of ``views``."""
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
-    torch.set_num_threads(resources.get("threads", 1))
+    distributed.set_threads(settings)
     rank, world, device = distributed.setup()
     random.seed(args.seed + rank)
     torch.manual_seed(args.seed + rank)
