@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coclr.augment import RandomColour, to_device
+from coclr.augment import RandomColour
+from coclr.batch import to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads

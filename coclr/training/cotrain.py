@@ -12,7 +12,8 @@ import sys
 
 import torch
 
-from coclr.augment import RandomColour, to_device
+from coclr.augment import RandomColour
+from coclr.batch import to_device
 from coclr.ingest import UNLABELLED
 from coclr.losses import mil_nce
 from coclr.mining import mine_positives, purity, purity_baseline

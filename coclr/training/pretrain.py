@@ -4,7 +4,8 @@ InfoNCE initialises both views before CoCLR; UberNCE, whose positives are all
 queued clips of the same class, is the supervised upper bound of the ablation.
 """
 
-from coclr.augment import RandomColour, to_device
+from coclr.augment import RandomColour
+from coclr.batch import to_device
 from coclr.ingest import require_labels
 from coclr.losses import info_nce, label_positives, uber_nce
 from coclr.training import stage

@@ -14,7 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from coclr import distributed
-from coclr.augment import collate
+from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
@@ -47,7 +47,7 @@ def prepare(args, views) -> SimpleNamespace:
         sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
         sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
-    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.augment)
+    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.batch)
     stores = {"rgb": frame_store(args.frames, encoded=on_device) if "rgb" in views else None,
               "flow": flow_store(args.flow) if "flow" in views else None}
     manifest = pd.read_csv(args.manifest)
