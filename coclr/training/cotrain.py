@@ -86,7 +86,7 @@ def run(args) -> None:
     init_encoders(model, args.init, args.view)
     generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
     trainer = stage.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner],
-                             generators={"mining": generator})
+                            generators={"mining": generator})
     labelled = bool((ctx.videos["label"] != UNLABELLED).all())
     if not labelled:
         print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
