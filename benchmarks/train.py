@@ -29,11 +29,12 @@ from torch.utils.data import DataLoader
 
 from benchmarks.data import machine, make_shards, print_table, record
 from coclr import config as coclr_config
-from coclr.augment import collate, decode_clips
+from coclr.augment import decode_clips
+from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.data import frame_store
-from coclr.pretrain import contrastive_step
-from coclr.stages import build_moco
+from coclr.training.pretrain import contrastive_step
+from coclr.training.stage import build_moco
 
 
 def pipeline_threads() -> None:

@@ -25,7 +25,6 @@ import random
 
 import torch
 import torch.nn.functional as nnf
-from torch.utils.data._utils.collate import collate as collate_with, default_collate_fn_map
 from torchvision.io import decode_jpeg
 
 from coclr.data import EncodedClip
@@ -92,11 +91,6 @@ def decode_clips(clips, device):
     return torch.stack(out)
 
 
-def collate(batch):
-    """The DataLoader's default collation, with :class:`EncodedClip` values kept as lists."""
-    return collate_with(batch, collate_fn_map={**default_collate_fn_map, EncodedClip: lambda b, **_: list(b)})
-
-
 def crop_flow(flow, box, size, flip, negate_x=True):
     """Flow (T, H, W, 2) in pixels -> (T, 2, size, size) in pixels of the resized crop."""
     top, left, h, w = box
@@ -117,21 +111,6 @@ def rgb_input(clips, colour=None):
     mean = video.new_tensor(RGB_MEAN).view(3, 1, 1)
     std = video.new_tensor(RGB_STD).view(3, 1, 1)
     return ((video - mean) / std).transpose(-4, -3)
-
-
-def to_device(batch, device, colour=None):
-    """Move a (nested) batch to ``device``; its uint8 RGB clips (or JPEG clips, decoded there)
-    become network input there (coloured by ``colour``)."""
-    if isinstance(batch, dict):
-        return {k: rgb_input(_rgb_on(v, device), colour) if k == "rgb" else to_device(v, device, colour)
-                for k, v in batch.items()}
-    return batch.to(device, non_blocking=True) if torch.is_tensor(batch) else batch
-
-
-def _rgb_on(clips, device):
-    if isinstance(clips, list):
-        return decode_clips(clips, device)
-    return clips.to(device, non_blocking=True)
 
 
 def flow_input(field, channels=2):

@@ -1,8 +1,10 @@
 """Clip datasets over the frame and flow shards.
 
-Training draws two random windows of T frames from one video (they may overlap)
-and augments each independently; RGB and flow of one window share frames, crop
-and flip. Evaluation walks dense windows over the whole video.
+Training draws random windows of T frames and augments each independently:
+fine-tuning one a video (:class:`ClipDataset`), contrastive learning two
+(:class:`TwoClipDataset`; they may overlap). RGB and flow of one window share
+frames, crop and flip. Evaluation walks dense windows over the
+whole video (:class:`DenseClipDataset`).
 
 Flow i lies between frames i and i+1, so a video of N frames has N - 1 flow
 fields and a window starting at frame s uses flow fields s .. s + (T-1)*stride.
@@ -67,12 +69,12 @@ class ClipReader:
 
 
 class ClipDataset(Dataset):
-    """One augmented window of each video with its label: a classification sample (fine-tuning)."""
+    """One augmented training window of each video with its label: fine-tuning's sample, and the
+    base of :class:`TwoClipDataset`, which draws two such windows."""
 
     def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
         self.videos, self.reader = videos, reader
         self.frames, self.stride = clip["frames"], clip.get("stride", 1)
-        self.groups = group_ids(videos["group"])
         self.augment = ClipAugment(clip["size"], clip.get("crop_area", (0.2, 1.0)), flow_channels,
                                    clip.get("flip_negates_flow_x", True), train=True)
 
@@ -90,7 +92,12 @@ class ClipDataset(Dataset):
 
 
 class TwoClipDataset(ClipDataset):
-    """Two augmented windows of each video: the query and key of contrastive learning."""
+    """Two augmented windows of each video, the query and key of contrastive learning, with the
+    video's source group as an integer (the queue keeps it; CoCLR's mining reads it)."""
+
+    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
+        super().__init__(videos, reader, clip, flow_channels)
+        self.groups = group_ids(videos["group"])
 
     def __getitem__(self, index):
         row = self.videos.iloc[index]

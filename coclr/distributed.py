@@ -2,6 +2,7 @@
 
 ``torchrun`` sets RANK / WORLD_SIZE / LOCAL_RANK; we then join a process group
 (NCCL on GPUs, gloo on CPUs). Without them everything runs in one process.
+Each computing entry point sets its process's CPU threads with :func:`set_threads`.
 """
 
 import os
@@ -10,9 +11,9 @@ import torch
 import torch.distributed as dist
 
 
-def setup(device_kind=None):
+def setup():
     """Join the process group if launched by torchrun; return (rank, world, device)."""
-    use_cuda = torch.cuda.is_available() if device_kind is None else device_kind == "cuda"
+    use_cuda = torch.cuda.is_available()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -24,8 +25,23 @@ def setup(device_kind=None):
     return rank, world, device
 
 
+def set_threads(settings: dict) -> None:
+    """This process's CPU threads (``resources.threads``); every entry point that computes sets them here."""
+    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@torch.no_grad()
+def gather(x):
+    """Concatenate ``x`` from all processes along dim 0 (equal sizes; no gradient)."""
+    if world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
 
 
 def is_main() -> bool:

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import decode_jpegs, encode_jpegs
+from coclr.distributed import set_threads
 from coclr.evaluation.common import device
 from coclr.evaluation.features import video_features
 from coclr.flow.shards import BatchSize, chunk_flow, decode_flow, grayscale
@@ -213,7 +214,7 @@ def run(args) -> None:
     if Path(args.out).suffix not in SUFFIXES:
         raise SystemExit(f"embed: --out {args.out} must end in {' or '.join(SUFFIXES)}")
     settings = settings_from_args(args, sections=("frames", "flow", "resources"))
-    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
+    set_threads(settings)
     start = time.time()
     try:
         paths = video_paths(args.videos)

@@ -23,19 +23,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from coclr.distributed import world_size
+from coclr.distributed import gather, world_size
 from coclr.models.encoder import Encoder
 from coclr.models.s3d import build_backbone
-
-
-@torch.no_grad()
-def gather(x):
-    """Concatenate ``x`` from all processes along dim 0 (equal sizes; no gradient)."""
-    if world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
 
 
 class Contrast(NamedTuple):

@@ -5,7 +5,8 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from coclr.augment import (RGB_MEAN, RGB_STD, RandomColour, adjust_brightness, adjust_contrast, adjust_hue,
-                           adjust_saturation, gaussian_blur, grayscale, rgb_input, to_device)
+                           adjust_saturation, gaussian_blur, grayscale, rgb_input)
+from coclr.batch import to_device
 
 
 def clip_batch(n=3, t=4, size=20, seed=0):

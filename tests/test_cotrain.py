@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from coclr.cotrain import cotrain_step, load_miner
+from coclr.training.cotrain import cotrain_step, load_miner
 from coclr.models import load_model, save_model
 from coclr.moco import MoCo
 from conftest import coclr

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from coclr.augment import RandomColour, collate, to_device
+from coclr.augment import RandomColour
+from coclr.batch import collate, to_device
 from coclr.clips import ClipReader, TwoClipDataset
 from coclr.data import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
 from coclr.frames import extract_shard

@@ -14,7 +14,7 @@ from coclr.models import build_backbone, save_model, view_arch
 from coclr.models.encoder import Encoder
 from conftest import FAST_FLOW
 from realdata import cut
-from test_weights import encoder_q, moco_state, reference_file  # noqa: F401 (encoder_q: a fixture)
+from test_importer import encoder_q, moco_state, reference_file  # noqa: F401 (encoder_q: a fixture)
 
 MODEL = {"width": 0.25, "depth": 3, "flow_channels": 2}
 CLIP = {"frames": 8, "stride": 1, "size": 32, "eval_stride": 4, "eval_pooling": "normalised_mean"}

@@ -15,7 +15,7 @@ from coclr.clips import ClipReader, TwoClipDataset
 from coclr.data import VIDEOS, frame_store, read_encoded
 from coclr.frames import extract_shard
 from coclr.io import DiskFull, ShardError
-from coclr.trainer import resumable_loader
+from coclr.training.trainer import resumable_loader
 from realdata import cut
 
 FORCERUN = "rebuild it with `snakemake --cores all --forcerun={}`"

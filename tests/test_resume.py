@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from coclr.io import DiskFull, OwnerLock
-from coclr.trainer import Preempted, StepResult, Trainer, resumable_loader
+from coclr.training.trainer import Preempted, StepResult, Trainer, resumable_loader
 
 
 class Noisy(Dataset):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from coclr.trainer import PREEMPTED_EXIT, Preempted, StepResult, Trainer
+from coclr.training.trainer import PREEMPTED_EXIT, Preempted, StepResult, Trainer
 
 
 class Toy(nn.Module):

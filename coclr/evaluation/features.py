@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from coclr.config import add_settings_arguments, settings_from_args
+from coclr.distributed import set_threads
 from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos,
                                      method_name, per_video_mean)
 from coclr.io import atomic_path, file_record
@@ -96,7 +97,7 @@ def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batc
 def run(args) -> None:
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
-    torch.set_num_threads(resources.get("threads", 1))
+    set_threads(settings)
     start = time.time()
     net, arch, checkpoint = backbone(args, settings)
     manifest, videos, reader = evaluation_videos(args, args.view)

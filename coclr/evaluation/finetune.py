@@ -5,7 +5,7 @@ classifier; Adam with the backbone at a tenth of the head's learning rate
 (weight decay: ``optim.weight_decay``). Each epoch draws one augmented window
 per training video (the pretraining augmentations).
 
-Training runs in :class:`coclr.trainer.Trainer`, so a killed or preempted job
+Training runs in :class:`coclr.training.trainer.Trainer`, so a killed or preempted job
 resumes from ``--run-dir``. The epoch is chosen by video-level top-1 on held-out
 training videos (the split of the linear probe): after every epoch the held-out
 accuracy is logged and the weights of the best epoch so far are kept in
@@ -25,16 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coclr.augment import RandomColour, to_device
+from coclr.augment import RandomColour
+from coclr.batch import to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
+from coclr.distributed import set_threads
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
 from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
-from coclr.trainer import StepResult, Trainer, resumable_loader
+from coclr.training.trainer import StepResult, Trainer, resumable_loader
 
 
 def add_arguments(parser) -> None:
@@ -126,7 +128,7 @@ def run(args) -> None:
         raise SystemExit("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
-    torch.set_num_threads(resources.get("threads", 1))
+    set_threads(settings)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     start = time.time()

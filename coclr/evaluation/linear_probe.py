@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coclr.config import add_settings_arguments, settings_from_args
+from coclr.distributed import set_threads
 from coclr.evaluation.common import (device, fuse_probabilities, holdout_split, save_probabilities,
                                      topk_accuracy)
 from coclr.evaluation.features import load_features
@@ -108,7 +109,7 @@ def run(args) -> None:
         write_json(args.out, fuse_probabilities(*args.fuse, task="linear_probe"))
         return
     settings = settings_from_args(args)
-    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
+    set_threads(settings)
     start = time.time()
     data = load_features(args.features)
     train_split, test = data["train"], data["test"]

@@ -4,15 +4,16 @@ InfoNCE initialises both views before CoCLR; UberNCE, whose positives are all
 queued clips of the same class, is the supervised upper bound of the ablation.
 """
 
-from coclr import stages
-from coclr.augment import RandomColour, to_device
+from coclr.augment import RandomColour
+from coclr.batch import to_device
 from coclr.ingest import require_labels
 from coclr.losses import info_nce, label_positives, uber_nce
-from coclr.trainer import StepResult
+from coclr.training import stage
+from coclr.training.trainer import StepResult
 
 
 def add_arguments(parser) -> None:
-    stages.add_arguments(parser)
+    stage.add_arguments(parser)
     parser.add_argument("--loss", choices=["infonce", "ubernce"], default="infonce")
 
 
@@ -35,11 +36,11 @@ def contrastive_step(model, view, loss, device):
 
 
 def run(args) -> None:
-    ctx = stages.prepare(args, views=[args.view])
+    ctx = stage.prepare(args, views=[args.view])
     if args.loss == "ubernce":
         require_labels(ctx.videos["label"], args.manifest, "UberNCE (its positives are the clips of a class)")
-    data = stages.loader(ctx, args.seed)
-    model = stages.build_moco(args.view, ctx.settings, ctx.device)
-    trainer = stages.trainer(ctx, model, args, ctx.settings[args.loss])
+    data = stage.loader(ctx, args.seed)
+    model = stage.build_moco(args.view, ctx.settings, ctx.device)
+    trainer = stage.trainer(ctx, model, args, ctx.settings[args.loss])
     history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device))
-    stages.export(ctx, model, args, trainer, history, {"loss": args.loss})
+    stage.export(ctx, model, args, trainer, history, {"loss": args.loss})

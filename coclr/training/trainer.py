@@ -167,7 +167,7 @@ def remaining(loader, epoch, skip):
         return loader
     if isinstance(loader, (list, tuple)):
         return loader[skip:]
-    raise TypeError("Trainer.fit needs a coclr.trainer.resumable_loader (or a list of batches) "
+    raise TypeError("Trainer.fit needs a coclr.training.trainer.resumable_loader (or a list of batches) "
                     "to resume an epoch in the middle")
 
 

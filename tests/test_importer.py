@@ -9,7 +9,7 @@ import torch
 from coclr.cli import main
 from coclr.models import load_backbone, load_model
 from coclr.moco import MoCo
-from coclr.weights import ALIASES, convert
+from coclr.importer import ALIASES, convert
 
 LAYOUT = Path(__file__).parent / "fixtures" / "reference_checkpoint_layout.txt"
 DTYPES = {"float32": torch.float32, "int64": torch.int64}

@@ -12,17 +12,18 @@ import sys
 
 import torch
 
-from coclr import stages
-from coclr.augment import RandomColour, to_device
+from coclr.augment import RandomColour
+from coclr.batch import to_device
 from coclr.ingest import UNLABELLED
 from coclr.losses import mil_nce
 from coclr.mining import mine_positives, purity, purity_baseline
 from coclr.models import encoder_state, load_encoder, load_model, place
-from coclr.trainer import StepResult
+from coclr.training import stage
+from coclr.training.trainer import StepResult
 
 
 def add_arguments(parser) -> None:
-    stages.add_arguments(parser)
+    stage.add_arguments(parser)
     parser.add_argument("--init", required=True, help="latest checkpoint of the trained view")
     parser.add_argument("--miner", required=True, help="latest checkpoint of the other view (frozen)")
 
@@ -78,17 +79,17 @@ def cotrain_step(model, miner, view, settings, device, generator, labelled=True)
 
 
 def run(args) -> None:
-    ctx = stages.prepare(args, views=["rgb", "flow"])
-    data = stages.loader(ctx, args.seed)
+    ctx = stage.prepare(args, views=["rgb", "flow"])
+    data = stage.loader(ctx, args.seed)
     miner = load_miner(args.miner, other(args.view), ctx.device)
-    model = stages.build_moco(args.view, ctx.settings, ctx.device, second_dim=miner.dim)
+    model = stage.build_moco(args.view, ctx.settings, ctx.device, second_dim=miner.dim)
     init_encoders(model, args.init, args.view)
     generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
-    trainer = stages.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner],
-                             generators={"mining": generator})
+    trainer = stage.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner],
+                            generators={"mining": generator})
     labelled = bool((ctx.videos["label"] != UNLABELLED).all())
     if not labelled:
         print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
     step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, labelled)
     history = trainer.fit(data, step)
-    stages.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})
+    stage.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})

@@ -14,13 +14,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from coclr import distributed
-from coclr.augment import collate
+from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.data import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
-from coclr.trainer import Trainer, resumable_loader
+from coclr.training.trainer import Trainer, resumable_loader
 
 
 def add_arguments(parser) -> None:
@@ -38,7 +38,7 @@ def prepare(args, views) -> SimpleNamespace:
     """Settings, process group, threads, seeds and the training videos of ``views``."""
     settings = settings_from_args(args)
     resources = settings.get("resources", {})
-    torch.set_num_threads(resources.get("threads", 1))
+    distributed.set_threads(settings)
     rank, world, device = distributed.setup()
     random.seed(args.seed + rank)
     torch.manual_seed(args.seed + rank)
@@ -47,7 +47,7 @@ def prepare(args, views) -> SimpleNamespace:
         sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
         sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
-    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.augment)
+    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.batch)
     stores = {"rgb": frame_store(args.frames, encoded=on_device) if "rgb" in views else None,
               "flow": flow_store(args.flow) if "flow" in views else None}
     manifest = pd.read_csv(args.manifest)
