@@ -31,7 +31,7 @@ from benchmarks.data import machine, make_shards, print_table, record
 from coclr import config as coclr_config
 from coclr.augment import collate, decode_clips
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
-from coclr.data import frame_store
+from coclr.shards import frame_store
 from coclr.pretrain import contrastive_step
 from coclr.stages import build_moco
 

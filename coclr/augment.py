@@ -28,7 +28,7 @@ import torch.nn.functional as nnf
 from torch.utils.data._utils.collate import collate as collate_with, default_collate_fn_map
 from torchvision.io import decode_jpeg
 
-from coclr.data import EncodedClip
+from coclr.shards import EncodedClip
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)

@@ -38,10 +38,10 @@ from tqdm import tqdm
 
 from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.data import decode_jpegs, encode_jpegs
+from coclr.shards import decode_jpegs, encode_jpegs
 from coclr.evaluation.common import device
 from coclr.evaluation.features import video_features
-from coclr.flow.shards import BatchSize, chunk_flow, decode_flow, grayscale
+from coclr.flow.extract import BatchSize, chunk_flow, decode_flow, grayscale
 from coclr.flow.tvl1 import TVL1Params
 from coclr.ingest import VIDEO_SUFFIXES, IngestError, csv_paths
 from coclr.io import atomic_path, file_record
@@ -104,7 +104,7 @@ def load_streams(paths, view) -> dict:
 
 
 class Decoded:
-    """One video's frames or flow held in memory, read as :class:`coclr.data.ShardStore` reads a shard."""
+    """One video's frames or flow held in memory, read as :class:`coclr.shards.ShardStore` reads a shard."""
 
     def __init__(self, video_id, array: np.ndarray):
         self.video_id, self.array = video_id, torch.from_numpy(np.ascontiguousarray(array))

@@ -1,6 +1,6 @@
 """Reading frames and flow back from the HDF5 shards.
 
-Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.shards`
+Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.extract`
 through :func:`write_video`): one HDF5 dataset per video at ``videos/<video_id>``
 (``video_id`` is the path relative to the dataset root without extension, e.g.
 ``Class/v_Class_g08_c01``) holding the video's encoded frames back to back as
@@ -219,6 +219,6 @@ def frame_store(shard_paths, encoded=False) -> ShardStore:
 
 def flow_store(shard_paths) -> ShardStore:
     """Optical flow: float32 tensors (T, H, W, 2) in pixels, flow i between frames i and i+1."""
-    from coclr.flow.shards import decode_flow
+    from coclr.flow.extract import decode_flow
 
     return ShardStore(shard_paths, decode=decode_flow)

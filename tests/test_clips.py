@@ -9,7 +9,7 @@ import torch
 
 from coclr.augment import ClipAugment, crop_flow, crop_rgb, flow_input
 from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, usable_videos, window_indices
-from coclr.data import frame_store
+from coclr.shards import frame_store
 
 H, W, T = 40, 48, 6
 

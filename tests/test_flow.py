@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from coclr.data import create_shard, decode_jpegs, encode_jpegs, flow_store, read_encoded, write_video
+from coclr.shards import create_shard, decode_jpegs, encode_jpegs, flow_store, read_encoded, write_video
 from coclr.flow import compute_flow, resolve_method
 from coclr.flow.quantise import BOUND, decode_field, dequantise, encode_field, quantise
-from coclr.flow import shards
-from coclr.flow.shards import flow_shard, grayscale, read_flow
-from coclr.flow.synthetic import endpoint_error, make_pair, make_pairs
+from coclr.flow import extract
+from coclr.flow.extract import flow_shard, grayscale, read_flow
+from coclr.flow.ground_truth import endpoint_error, make_pair, make_pairs
 from coclr.flow.tvl1 import _median
 from coclr.flow.visualise import flow_to_rgb, save_png
 from tests.conftest import coclr
@@ -163,17 +163,17 @@ def test_flow_batches_halve_on_out_of_memory_and_give_the_same_flow(tmp_path, mo
     videos = {"Run/v_Run_g01_c01": _moving_video(0, 5), "Run/v_Run_g02_c01": _moving_video(1, 4)}
     _frame_shard(tmp_path / "frames.h5", videos, failed=[])
     flow_shard(tmp_path / "frames.h5", tmp_path / "reference.h5", batch_size=2)
-    real = shards.compute_flow
+    real = extract.compute_flow
 
     def small_gpu(prev, nxt, **kwargs):  # a device on which only 2 pairs fit
         if len(prev) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(prev, nxt, **{**kwargs, "device": "cpu"})  # computed here, on the CPU
 
-    monkeypatch.setattr(shards, "compute_flow", small_gpu)
+    monkeypatch.setattr(extract, "compute_flow", small_gpu)
     summary = flow_shard(tmp_path / "frames.h5", tmp_path / "flow.h5", batch_size="auto", device="cuda:0")
     assert summary["batch_size"] == 2 and summary["fields"] == 7
-    monkeypatch.setattr(shards, "compute_flow", real)
+    monkeypatch.setattr(extract, "compute_flow", real)
     reference, adapted = flow_store([tmp_path / "reference.h5"]), flow_store([tmp_path / "flow.h5"])
     for video_id in videos:
         assert torch.equal(reference.read(video_id), adapted.read(video_id))
@@ -200,12 +200,12 @@ def test_auto_method_is_opencv_on_the_cpu_and_pytorch_on_cuda():
 
 def test_auto_compile_needs_a_cxx_compiler_on_the_cpu(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(shards.shutil, "which", lambda name: None)
-    assert shards.resolve_compile("auto", "tvl1", "cpu") == (False, "auto, no C++ compiler (c++, g++, clang++) on PATH")
-    monkeypatch.setattr(shards.shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert shards.resolve_compile("auto", "tvl1", "cpu")[0] is True
-    assert shards.resolve_compile("true", "tvl1_opencv", "cpu")[0] is False  # OpenCV is not torch code
-    assert shards.resolve_compile("false", "tvl1", "cuda")[0] is False
+    monkeypatch.setattr(extract.shutil, "which", lambda name: None)
+    assert extract.resolve_compile("auto", "tvl1", "cpu") == (False, "auto, no C++ compiler (c++, g++, clang++) on PATH")
+    monkeypatch.setattr(extract.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert extract.resolve_compile("auto", "tvl1", "cpu")[0] is True
+    assert extract.resolve_compile("true", "tvl1_opencv", "cpu")[0] is False  # OpenCV is not torch code
+    assert extract.resolve_compile("false", "tvl1", "cuda")[0] is False
 
 
 def test_cli_auto_logs_the_path_it_runs(tmp_path):

@@ -4,7 +4,7 @@ Flow ``i`` of a video lies between its frames ``i`` and ``i + 1``, so a video
 of T frames gets T - 1 flow fields, stored under the same ``videos/<id>`` path
 as in the frame shard; videos listed in the frame shard's ``failures`` are
 skipped. Each field is quantised and PNG-encoded (:mod:`coclr.flow.quantise`)
-and a video's fields are stored like frames (:func:`coclr.data.write_video`). Root attributes:
+and a video's fields are stored like frames (:func:`coclr.shards.write_video`). Root attributes:
 ``bound``, ``method``, ``parameters`` (JSON), ``encoding``, ``source``, and the
 frame shard's ``failures`` passed on.
 """
@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import torch
 
-from coclr.data import VIDEOS, create_shard, decode_jpegs, list_videos, read_encoded, shard_failures, write_video
+from coclr.shards import VIDEOS, create_shard, decode_jpegs, list_videos, read_encoded, shard_failures, write_video
 from coclr.flow import METHODS, compute_flow, resolve_method
 from coclr.flow.quantise import BOUND, ENCODING, decode_field, dequantise, encode_field, quantise
 from coclr.flow.tvl1 import TVL1Params
@@ -187,7 +187,7 @@ def flow_shard(frames_path, out, method="tvl1", device="cpu", batch_size=32, par
 
 
 def decode_flow(stored) -> np.ndarray:
-    """Stored elements of a flow dataset -> float32 (T, H, W, 2) in pixels (used by coclr.data)."""
+    """Stored elements of a flow dataset -> float32 (T, H, W, 2) in pixels (used by coclr.shards)."""
     return dequantise(np.stack([decode_field(buf) for buf in stored]))
 
 
