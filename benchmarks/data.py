@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 import torch
 
-from coclr.data import VIDEOS, create_shard, decode_jpegs, frame_store, list_videos
+from coclr.shards import VIDEOS, create_shard, decode_jpegs, frame_store, list_videos
 from coclr.frames import extract_shard
 from coclr.ingest import build_manifest, ucf101_entries
 from coclr.synthetic import Config, generate

@@ -45,7 +45,7 @@ import yaml
 
 from coclr.flow import compute_flow, resolve_method
 from coclr.flow.quantise import dequantise, quantise
-from coclr.flow.shards import AUTO_BATCH, BatchSize, resolve_compile, use_compile_cache
+from coclr.flow.extract import AUTO_BATCH, BatchSize, resolve_compile, use_compile_cache
 from tests.realdata import gray_frames
 
 SIZES = ((128, 171), (256, 340))

@@ -29,7 +29,7 @@ import torch
 from benchmarks.data import machine, make_shards, print_table, record
 from benchmarks.train import gpu_variants, loader_clips_per_s, pipeline_threads, preset, train_clips_per_s
 from coclr.flow import compute_flow
-from coclr.flow.shards import AUTO_BATCH
+from coclr.flow.extract import AUTO_BATCH
 from tests.realdata import gray_frames
 
 FLOW_SIZES = [(128, 171), (240, 320)]  # (height, width)

@@ -32,7 +32,7 @@ from coclr import config as coclr_config
 from coclr.augment import decode_clips
 from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
-from coclr.data import frame_store
+from coclr.shards import frame_store
 from coclr.training.pretrain import contrastive_step
 from coclr.training.stage import build_moco
 

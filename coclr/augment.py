@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.io import decode_jpeg
 
-from coclr.data import EncodedClip
+from coclr.flow.quantise import BOUND  # the stored flow's range in pixels, also the scale of flow network input
+from coclr.shards import EncodedClip
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
-FLOW_BOUND = 20.0  # pixels; the storage clip range, also used to scale network input
 
 
 def sample_crop(height, width, area=(0.2, 1.0), ratio=(3 / 4, 4 / 3), rng=random):
@@ -117,11 +117,13 @@ def flow_input(field, channels=2):
     """(T, 2, H, W) pixels -> (C, T, H, W) network input.
 
     2 channels: (x, y) / 20. 3 channels: the released checkpoints' layout, the
-    uint8-quantised image (128, y, x) normalised like RGB.
+    flow as the image (128, y, x) of its storage codes (:mod:`coclr.flow.quantise`),
+    normalised like RGB. The codes are not rounded again: the stored flow was
+    quantised once, and the crop's resize interpolates between its codes.
     """
     if channels == 2:
-        return (field / FLOW_BOUND).clamp_(-1, 1).permute(1, 0, 2, 3).contiguous()
-    codes = ((field.clamp(-FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * (255 / (2 * FLOW_BOUND))).round()
+        return (field / BOUND).clamp_(-1, 1).permute(1, 0, 2, 3).contiguous()
+    codes = (field.clamp(-BOUND, BOUND) + BOUND) * (255 / (2 * BOUND))
     image = torch.stack([torch.full_like(codes[:, 0], 128), codes[:, 1], codes[:, 0]], dim=1)
     return rgb_input(image).contiguous()
 
@@ -152,8 +154,8 @@ class ClipAugment:
 
 # -- colour, per batch on the training device ---------------------------------------------
 
-def grayscale(video):
-    """ITU-R 601 luma of (..., 3, H, W), keeping a channel axis of 1."""
+def luma(video):
+    """ITU-R 601 luma of float RGB (..., 3, H, W), keeping a channel axis of 1 (the grey of colour augmentation)."""
     r, g, b = video.unbind(-3)
     return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
 
@@ -164,12 +166,12 @@ def adjust_brightness(video, factor):
 
 def adjust_contrast(video, factor):
     """Blend each frame with its mean luma."""
-    mean = grayscale(video).mean(dim=(-3, -2, -1), keepdim=True)
+    mean = luma(video).mean(dim=(-3, -2, -1), keepdim=True)
     return (factor * video + (1 - factor) * mean).clamp_(0, 1)
 
 
 def adjust_saturation(video, factor):
-    return (factor * video + (1 - factor) * grayscale(video)).clamp_(0, 1)
+    return (factor * video + (1 - factor) * luma(video)).clamp_(0, 1)
 
 
 def adjust_hue(video, shift):
@@ -232,7 +234,7 @@ class RandomColour:
                  lambda v: torch.where(jittered.view(n, 1, 1, 1, 1), adjust_hue(v, factor(jittered, -h, h, 0.0)), v)]
         for step in torch.randperm(4).tolist():
             video = steps[step](video)
-        video = torch.where(draw(self.p_gray).view(n, 1, 1, 1, 1), grayscale(video).expand_as(video), video)
+        video = torch.where(draw(self.p_gray).view(n, 1, 1, 1, 1), luma(video).expand_as(video), video)
         # a sigma of 1e-3 gives the kernel (0, ..., 1, ..., 0): clips not drawn for blur pass unchanged
         sigma = torch.where(draw(self.p_blur), torch.empty(n, device=dev).uniform_(*self.sigma), 1e-3)
         return gaussian_blur(video, sigma, kernel)

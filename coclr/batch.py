@@ -11,7 +11,7 @@ import torch
 from torch.utils.data._utils.collate import collate as collate_with, default_collate_fn_map
 
 from coclr.augment import decode_clips, rgb_input
-from coclr.data import EncodedClip
+from coclr.shards import EncodedClip
 
 
 def collate(batch):

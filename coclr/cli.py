@@ -21,7 +21,7 @@ COMMANDS = {
     "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
     "split-table": ("coclr.splits", "one official split's train/test table over the ingested videos"),
     "frames": ("coclr.frames", "decode videos into JPEG frames stored in HDF5 shards"),
-    "flow": ("coclr.flow.shards", "estimate TV-L1 optical flow for one frame shard"),
+    "flow": ("coclr.flow.extract", "estimate TV-L1 optical flow for one frame shard"),
     "pretrain": ("coclr.training.pretrain", "InfoNCE or UberNCE pretraining of one view"),
     "cotrain": ("coclr.training.cotrain", "one CoCLR stage: train one view with positives mined by the other"),
     "import-weights": ("coclr.importer", "convert a checkpoint in the authors' layout"),

@@ -38,11 +38,12 @@ from tqdm import tqdm
 
 from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.data import decode_jpegs, encode_jpegs
+from coclr.shards import decode_jpegs, encode_jpegs
 from coclr.distributed import set_threads
 from coclr.evaluation.common import device
 from coclr.evaluation.features import video_features
-from coclr.flow.shards import BatchSize, chunk_flow, decode_flow, grayscale
+from coclr.flow.extract import BatchSize, chunk_flow, flow_gray
+from coclr.flow.quantise import decode_flow
 from coclr.flow.tvl1 import TVL1Params
 from coclr.ingest import VIDEO_SUFFIXES, IngestError, csv_paths
 from coclr.io import atomic_path, file_record
@@ -105,7 +106,7 @@ def load_streams(paths, view) -> dict:
 
 
 class Decoded:
-    """One video's frames or flow held in memory, read as :class:`coclr.data.ShardStore` reads a shard."""
+    """One video's frames or flow held in memory, read as :class:`coclr.shards.ShardStore` reads a shard."""
 
     def __init__(self, video_id, array: np.ndarray):
         self.video_id, self.array = video_id, torch.from_numpy(np.ascontiguousarray(array))
@@ -146,7 +147,7 @@ def estimate_flow(path, frames, flow_settings, flow_device) -> np.ndarray:
     kwargs = dict(method=flow_settings["method"], device=flow_device, compile=flow_settings["compile"],
                   **dataclasses.asdict(TVL1Params.from_dict(flow_settings["params"])))
     batch = BatchSize(flow_settings["batch_size"], flow_device)
-    return decode_flow(chunk_flow([(path, grayscale(frames))], batch, **kwargs)[0])
+    return decode_flow(chunk_flow([(path, flow_gray(frames))], batch, **kwargs)[0])
 
 
 def flow_device_for(flow_settings) -> str:

@@ -12,7 +12,7 @@ import time
 
 import pandas as pd
 
-from coclr.data import create_shard, encode_jpegs, write_video
+from coclr.shards import create_shard, encode_jpegs, write_video
 from coclr.io import atomic_path
 from coclr.video import VideoError, decode
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 class ShardError(Exception):
-    """A frame/flow shard that cannot be read: corrupt, truncated or not a shard (:mod:`coclr.data`).
+    """A frame/flow shard that cannot be read: corrupt, truncated or not a shard (:mod:`coclr.shards`).
     One string argument, so a DataLoader worker re-raises it in the main process with the message intact."""
 
 

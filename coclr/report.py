@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from coclr.data import flow_store, frame_store
+from coclr.shards import flow_store, frame_store
 from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, VIEWS, method_title, read_json
 from coclr.evaluation.features import load_features
 from coclr.evaluation.retrieval import centred, similarity

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import data as testbed_data  # noqa: E402
-import train  # noqa: E402
+import testbed_data  # noqa: E402
+import testbed_train  # noqa: E402
 
 from coclr import synthetic  # noqa: E402
 
@@ -78,16 +78,16 @@ def main() -> None:
     def trained(view, loss, epochs):
         key = hashlib.sha1(f"{base}{view}{loss}{epochs}".encode()).hexdigest()[:12]
         path = testbed_data.CACHE / f"model_{key}.pt"
-        model = train.new_model(view, arch, hp, args.seed)
+        model = testbed_train.new_model(view, arch, hp, args.seed)
         if path.exists():
             model.load_state_dict(torch.load(path))
             return model, None
-        log = train.train_stage(model, view, data, hp, epochs, loss, args.seed)
+        log = testbed_train.train_stage(model, view, data, hp, epochs, loss, args.seed)
         torch.save(model.state_dict(), path)
         return model, log
 
     def record(key, model, view, log=None):
-        result[key] = train.evaluate(train.features(model, view, data, hp), data)
+        result[key] = testbed_train.evaluate(testbed_train.features(model, view, data, hp), data)
         if log is not None:
             result[key].update(seconds=round(log["seconds"], 1), loss=round(log["loss"][-1], 3))
             if any(p == p for p in log["purity"]):
@@ -97,7 +97,7 @@ def main() -> None:
     stages = args.stages.split(",")
     if "random" in stages:
         for view in ("rgb", "flow"):
-            record(f"random_{view}", train.new_model(view, arch, hp, args.seed), view)
+            record(f"random_{view}", testbed_train.new_model(view, arch, hp, args.seed), view)
     for view in ("rgb", "flow"):
         if f"infonce_{view}" in stages or "coclr" in stages:
             model, log = trained(view, "infonce", args.ep_infonce)
@@ -107,7 +107,7 @@ def main() -> None:
         models = {v: trained(v, "infonce", args.ep_infonce)[0] for v in ("rgb", "flow")}
         for cycle in range(1, args.cycles + 1):
             for view, other in (("rgb", "flow"), ("flow", "rgb")):
-                log = train.train_stage(models[view], view, data, hp, args.ep_coclr, "coclr",
+                log = testbed_train.train_stage(models[view], view, data, hp, args.ep_coclr, "coclr",
                                         args.seed + 10 * cycle, models[other], args.topk, args.drop_self)
                 record(f"coclr{cycle}_{view}", models[view], view, log)
     for view in ("rgb", "flow"):

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from coclr.augment import ClipAugment, crop_flow, crop_rgb, flow_input
+from coclr.augment import RGB_MEAN, RGB_STD, ClipAugment, crop_flow, crop_rgb, flow_input
 from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, usable_videos, window_indices
-from coclr.data import frame_store
+from coclr.flow.quantise import dequantise
+from coclr.shards import frame_store
 
 H, W, T = 40, 48, 6
 
@@ -78,6 +79,18 @@ def test_flow_input_layouts():
     three = flow_input(field, channels=3)  # the released checkpoints' (128, y, x) image
     assert three.shape == (3, T, H, W)
     assert torch.allclose(three[0], three[0].flatten()[0].expand_as(three[0]))  # constant channel
+
+
+def test_three_channel_flow_input_is_the_storage_codes_not_rounded_again():
+    """(128, y, x) codes as RGB: a stored field gives its own codes; a resized one keeps its interpolated values."""
+    codes = torch.tensor([[0.0, 1.0], [127.0, 254.0]])
+    stored = torch.from_numpy(dequantise(codes.numpy())).expand(1, 2, 2, 2)  # flow as a shard gives it back
+    halfway = stored + 0.5 * 40 / 255  # between two codes, as a resize makes it
+    mean, std = torch.tensor(RGB_MEAN).view(3, 1, 1, 1), torch.tensor(RGB_STD).view(3, 1, 1, 1)
+    for field, expected in ((stored, codes), (halfway, codes + 0.5)):
+        image = (flow_input(field, channels=3) * std + mean) * 255
+        assert torch.allclose(image[2, 0], expected, atol=1e-3) and torch.allclose(image[1, 0], expected, atol=1e-3)
+        assert torch.allclose(image[0], torch.full_like(image[0], 128.0), atol=1e-3)
 
 
 class RecordingReader:

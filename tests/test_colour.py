@@ -5,7 +5,7 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from coclr.augment import (RGB_MEAN, RGB_STD, RandomColour, adjust_brightness, adjust_contrast, adjust_hue,
-                           adjust_saturation, gaussian_blur, grayscale, rgb_input)
+                           adjust_saturation, gaussian_blur, luma, rgb_input)
 from coclr.batch import to_device
 
 
@@ -30,9 +30,9 @@ def test_each_jitter_matches_torchvision_clip_by_clip(ours, theirs, factors):
         assert torch.allclose(result, theirs(clip, factor), atol=1e-5)
 
 
-def test_grayscale_matches_torchvision():
+def test_luma_is_torchvisions_grayscale():
     video = clip_batch()
-    assert torch.allclose(grayscale(video)[0], F.rgb_to_grayscale(video[0]), atol=1e-6)
+    assert torch.allclose(luma(video)[0], F.rgb_to_grayscale(video[0]), atol=1e-6)
 
 
 def test_blur_matches_torchvision_with_one_sigma_per_clip():
@@ -65,7 +65,7 @@ def test_the_probabilities_are_honoured():
     never = RandomColour(p_jitter=0.0, p_gray=0.0, p_blur=0.0)(video)
     assert torch.allclose(never, video, atol=1e-6)
     gray = RandomColour(p_jitter=0.0, p_gray=1.0, p_blur=0.0)(video)
-    assert torch.allclose(gray, grayscale(video).expand_as(video), atol=1e-6)
+    assert torch.allclose(gray, luma(video).expand_as(video), atol=1e-6)
     some = RandomColour(p_jitter=0.0, p_gray=0.2, p_blur=0.0)(video)
     share = (some[:, :, 0] == some[:, :, 1]).flatten(1).all(1).float().mean().item()
     assert 0.12 < share < 0.28

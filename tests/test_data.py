@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from coclr.augment import RandomColour
 from coclr.batch import collate, to_device
 from coclr.clips import ClipReader, TwoClipDataset
-from coclr.data import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
+from coclr.shards import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
 from coclr.frames import extract_shard
 from coclr.io import atomic_path
 from coclr.video import decode

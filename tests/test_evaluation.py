@@ -12,7 +12,7 @@ from torch import nn
 from coclr.augment import RGB_MEAN, RGB_STD
 from coclr.cli import main
 from coclr.clips import ClipReader
-from coclr.data import create_shard, encode_jpegs, frame_store, write_video
+from coclr.shards import create_shard, encode_jpegs, frame_store, write_video
 from coclr.evaluation import features, linear_probe, retrieval
 from coclr.evaluation.common import TenCropClips, fuse_probabilities, holdout_split, per_video_mean, save_probabilities
 from coclr.models import Encoder, build_backbone, save_model

@@ -7,15 +7,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from coclr.data import create_shard, decode_jpegs, encode_jpegs, flow_store, read_encoded, write_video
-from coclr.flow import compute_flow, resolve_method
+from coclr.shards import create_shard, encode_jpegs, flow_store, frame_store, write_video
+from coclr.config import SCHEMA
+from coclr.flow import METHODS, compute_flow, resolve_method
 from coclr.flow.quantise import BOUND, decode_field, dequantise, encode_field, quantise
-from coclr.flow import shards
-from coclr.flow.shards import flow_shard, grayscale, read_flow
-from coclr.flow.synthetic import endpoint_error, make_pair, make_pairs
+from coclr.flow import extract
+from coclr.flow.extract import flow_gray, flow_shard
+from coclr.flow.ground_truth import endpoint_error, make_pair, make_pairs
 from coclr.flow.tvl1 import _median
-from coclr.flow.visualise import flow_to_rgb, save_png
+from coclr.flow.visualise import flow_to_rgb
 from tests.conftest import coclr
 from tests.realdata import gray_frames
 
@@ -123,21 +125,23 @@ def test_flow_shard_aligns_with_frame_shard(tmp_path):
               "Jump/v_Jump_g03_c01": _moving_video(2, 1)}
     _frame_shard(tmp_path / "frames.h5", videos, failed=["Jump/v_Jump_g02_c01"])
     flow_shard(tmp_path / "frames.h5", tmp_path / "flow.h5", batch_size=2)
-    with h5py.File(tmp_path / "frames.h5") as f:
-        gray = grayscale(decode_jpegs(read_encoded(f["videos/Run/v_Run_g01_c01"], 2, 4)))
+    gray = flow_gray(frame_store([tmp_path / "frames.h5"]).read("Run/v_Run_g01_c01", 2, 4).numpy())
     with h5py.File(tmp_path / "flow.h5") as f:
         assert f.attrs["bound"] == BOUND and f.attrs["method"] == "tvl1"
         assert json.loads(f.attrs["parameters"])["tau"] == 0.25
         assert f.attrs["source"] == str(tmp_path / "frames.h5") and f.attrs["encoding"]
         assert "Jump/v_Jump_g02_c01" not in f["videos"]
-        assert len(f["videos/Run/v_Run_g01_c01"].attrs["offsets"]) == 4  # 3 fields
+        run = f["videos/Run/v_Run_g01_c01"].attrs
+        assert len(run["offsets"]) == 4  # 3 fields
+        assert run["fps"] == 25.0 and (run["height"], run["width"]) == (40, 48)  # the frame shard's, passed on
         assert len(f["videos/Jump/v_Jump_g03_c01"].attrs["offsets"]) == 1  # none
-        last = read_flow(f["videos/Run/v_Run_g01_c01"], 2, 3)
+    flow = flow_store([tmp_path / "flow.h5"])
+    assert flow.failures() == [{"video": "Jump/v_Jump_g02_c01", "error": "unreadable"}]
+    last = flow.read("Run/v_Run_g01_c01", 2, 3)
     assert last.shape == (1, 40, 48, 2) and last.dtype == torch.float32
     expected = compute_flow(gray[:1], gray[1:])[0].transpose(1, 2, 0)
     assert np.abs(last[0].numpy() - np.clip(expected, -BOUND, BOUND)).max() <= STEP / 2 + 1e-5
     assert np.allclose(np.median(last[0, 8:-8, 8:-8].numpy(), axis=(0, 1)), [-1, -1], atol=0.2)
-    assert torch.equal(flow_store([tmp_path / "flow.h5"]).read("Run/v_Run_g01_c01", 2, 3), last)
 
 
 def test_cli_writes_a_flow_shard(tmp_path):
@@ -149,31 +153,29 @@ def test_cli_writes_a_flow_shard(tmp_path):
         assert len(f["videos/A/v_A_g01_c01"].attrs["offsets"]) == 3  # 2 fields
 
 
-def test_colour_wheel_image(tmp_path):
+def test_colour_wheel_image():
     ys, xs = np.mgrid[-10:11, -10:11].astype(np.float32)
     rgb = flow_to_rgb(np.stack([xs, ys]), max_magnitude=10)
     assert rgb.shape == (21, 21, 3) and rgb.dtype == np.uint8
     assert (rgb[10, 10] == 255).all()  # no motion is white
     assert rgb[10, 20, 0] > 200 and rgb[10, 20, 2] < 60  # rightwards is red
-    save_png(tmp_path / "wheel.png", rgb)
-    assert cv2.imread(str(tmp_path / "wheel.png")).shape == (21, 21, 3)
 
 
 def test_flow_batches_halve_on_out_of_memory_and_give_the_same_flow(tmp_path, monkeypatch):
     videos = {"Run/v_Run_g01_c01": _moving_video(0, 5), "Run/v_Run_g02_c01": _moving_video(1, 4)}
     _frame_shard(tmp_path / "frames.h5", videos, failed=[])
     flow_shard(tmp_path / "frames.h5", tmp_path / "reference.h5", batch_size=2)
-    real = shards.compute_flow
+    real = extract.compute_flow
 
     def small_gpu(prev, nxt, **kwargs):  # a device on which only 2 pairs fit
         if len(prev) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(prev, nxt, **{**kwargs, "device": "cpu"})  # computed here, on the CPU
 
-    monkeypatch.setattr(shards, "compute_flow", small_gpu)
+    monkeypatch.setattr(extract, "compute_flow", small_gpu)
     summary = flow_shard(tmp_path / "frames.h5", tmp_path / "flow.h5", batch_size="auto", device="cuda:0")
     assert summary["batch_size"] == 2 and summary["fields"] == 7
-    monkeypatch.setattr(shards, "compute_flow", real)
+    monkeypatch.setattr(extract, "compute_flow", real)
     reference, adapted = flow_store([tmp_path / "reference.h5"]), flow_store([tmp_path / "flow.h5"])
     for video_id in videos:
         assert torch.equal(reference.read(video_id), adapted.read(video_id))
@@ -200,12 +202,12 @@ def test_auto_method_is_opencv_on_the_cpu_and_pytorch_on_cuda():
 
 def test_auto_compile_needs_a_cxx_compiler_on_the_cpu(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(shards.shutil, "which", lambda name: None)
-    assert shards.resolve_compile("auto", "tvl1", "cpu") == (False, "auto, no C++ compiler (c++, g++, clang++) on PATH")
-    monkeypatch.setattr(shards.shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert shards.resolve_compile("auto", "tvl1", "cpu")[0] is True
-    assert shards.resolve_compile("true", "tvl1_opencv", "cpu")[0] is False  # OpenCV is not torch code
-    assert shards.resolve_compile("false", "tvl1", "cuda")[0] is False
+    monkeypatch.setattr(extract.shutil, "which", lambda name: None)
+    assert extract.resolve_compile("auto", "tvl1", "cpu") == (False, "auto, no C++ compiler (c++, g++, clang++) on PATH")
+    monkeypatch.setattr(extract.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert extract.resolve_compile("auto", "tvl1", "cpu")[0] is True
+    assert extract.resolve_compile("true", "tvl1_opencv", "cpu")[0] is False  # OpenCV is not torch code
+    assert extract.resolve_compile("false", "tvl1", "cuda")[0] is False
 
 
 def test_cli_auto_logs_the_path_it_runs(tmp_path):
@@ -216,3 +218,9 @@ def test_cli_auto_logs_the_path_it_runs(tmp_path):
     with h5py.File(tmp_path / "flow.h5") as f:
         assert f.attrs["method"] == "tvl1_opencv"
     assert flow_store([tmp_path / "flow.h5"]).num_frames("Run/v_Run_g01_c01") == 3
+
+
+def test_flow_methods_are_the_schemas():
+    """The settings' schema is the source of truth for flow.method: the code's list must be its enum."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["properties"]["flow"]["properties"]["method"]["enum"] == list(METHODS)

@@ -12,7 +12,7 @@ import torch
 
 import coclr.frames
 from coclr.clips import ClipReader, TwoClipDataset
-from coclr.data import VIDEOS, frame_store, read_encoded
+from coclr.shards import VIDEOS, frame_store, read_encoded
 from coclr.frames import extract_shard
 from coclr.io import DiskFull, ShardError
 from coclr.training.trainer import resumable_loader

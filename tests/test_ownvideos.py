@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from coclr.cli import main
-from coclr.data import list_videos
+from coclr.shards import list_videos
 from coclr.ingest import UNLABELLED, held_out
 from coclr.video import decode, ffmpeg_exe, probe
 from realdata import cut

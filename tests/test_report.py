@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from coclr import report
-from coclr.data import create_shard, encode_jpegs, write_video
+from coclr.shards import create_shard, encode_jpegs, write_video
 from coclr.evaluation.features import FORMAT
 from coclr.flow.quantise import encode_field, quantise
 from conftest import coclr

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from coclr.batch import to_device
 from coclr.clips import ClipReader, DenseClipDataset, usable_videos, window_indices
-from coclr.data import flow_store, frame_store
+from coclr.shards import flow_store, frame_store
 from coclr.io import atomic_path, file_record
 
 SPLITS = ("train", "test")

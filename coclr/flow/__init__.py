@@ -4,7 +4,7 @@
 package's batched PyTorch TV-L1 (:mod:`coclr.flow.tvl1`, CPU or CUDA),
 ``method="tvl1_opencv"`` is OpenCV's own implementation, kept as the
 reference the PyTorch one is tested against. Both take and return the same
-things, so either can fill a flow shard (:mod:`coclr.flow.shards`).
+things, so either can fill a flow shard (:mod:`coclr.flow.extract`).
 ``method="auto"`` takes the faster of the two where the work runs: OpenCV on
 the CPU (measured faster there on real footage, docs/flow.md), PyTorch on CUDA.
 """

@@ -1,10 +1,12 @@
-"""Flow storage: clip to +-BOUND pixels, quantise to uint8, one lossless PNG per flow field.
+"""The flow codec: clip to +-BOUND pixels, quantise to uint8, one lossless PNG per flow field.
 
 CoCLR stores flow as uint8, ``round((f + 20) * 255 / 40)``, so a step is
 40/255 (about 0.157) pixels. Each field is encoded as one grayscale PNG with
 the x component on the left half and the y component on the right half: in
 the measurements of docs/flow.md this is lossless and smaller than raw uint8
 with gzip, while JPEG, smaller still, moves values by up to 13 steps at edges.
+:func:`encode_flow` and :func:`decode_flow` are what flow shards store and give
+back (:mod:`coclr.shards` holds the fields like frames).
 """
 
 import cv2
@@ -42,3 +44,13 @@ def decode_field(buf):
         raise ValueError("not a PNG-encoded flow field")
     width = side_by_side.shape[1] // 2
     return np.stack([side_by_side[:, :width], side_by_side[:, width:]], axis=-1)
+
+
+def encode_flow(flow) -> list:
+    """Flow fields (T, H, W, 2) in pixels -> one PNG byte array per field, as a flow shard stores them."""
+    return [encode_field(codes) for codes in quantise(flow)]
+
+
+def decode_flow(stored) -> np.ndarray:
+    """A flow shard's stored fields (PNG byte arrays) -> float32 (T, H, W, 2) in pixels."""
+    return dequantise(np.stack([decode_field(buf) for buf in stored]))

@@ -6,10 +6,7 @@ The colour wheel is the one of the Middlebury benchmark (Baker et al., 2011):
 get distinct colours; white is zero motion.
 """
 
-import cv2
 import numpy as np
-
-from coclr.io import atomic_path
 
 _RAMPS = (15, 6, 4, 11, 13, 6)  # lengths of the ramps between the six primary hues
 
@@ -43,12 +40,3 @@ def flow_to_rgb(flow, max_magnitude=None):
     saturated = 255 - radius[..., None].clip(max=1) * (255 - colour)  # white at zero motion
     dimmed = np.where(radius[..., None] > 1, saturated * 0.75, saturated)  # beyond the scale: darker
     return np.rint(dimmed).astype(np.uint8)
-
-
-def save_png(path, rgb):
-    """Write an RGB uint8 image as PNG, atomically."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())

@@ -17,7 +17,7 @@ from coclr import distributed
 from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.data import flow_store, frame_store
+from coclr.shards import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
 from coclr.training.trainer import Trainer, resumable_loader

@@ -3,12 +3,15 @@
 Flow ``i`` of a video lies between its frames ``i`` and ``i + 1``, so a video
 of T frames gets T - 1 flow fields, stored under the same ``videos/<id>`` path
 as in the frame shard; videos listed in the frame shard's ``failures`` are
-skipped. Each field is quantised and PNG-encoded (:mod:`coclr.flow.quantise`)
-and a video's fields are stored like frames (:func:`coclr.data.write_video`). Root attributes:
+skipped. The frame shard is read through :func:`coclr.shards.frame_store`; each
+field is quantised and PNG-encoded (:func:`coclr.flow.quantise.encode_flow`) and a
+video's fields are stored like frames (:func:`coclr.shards.write_video`). Root attributes:
 ``bound``, ``method``, ``parameters`` (JSON), ``encoding``, ``source``, and the
 frame shard's ``failures`` passed on.
 """
 
+import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -18,15 +21,14 @@ import sys
 import time
 
 import cv2
-import h5py
 import numpy as np
 import torch
 
-from coclr.data import VIDEOS, create_shard, decode_jpegs, list_videos, read_encoded, shard_failures, write_video
 from coclr.flow import METHODS, compute_flow, resolve_method
-from coclr.flow.quantise import BOUND, ENCODING, decode_field, dequantise, encode_field, quantise
+from coclr.flow.quantise import BOUND, ENCODING, encode_flow
 from coclr.flow.tvl1 import TVL1Params
 from coclr.io import atomic_path
+from coclr.shards import create_shard, frame_store, write_video
 
 
 def add_arguments(parser) -> None:
@@ -99,8 +101,9 @@ def parse_params(items) -> TVL1Params:
     return TVL1Params.from_dict(params)
 
 
-def grayscale(frames_rgb) -> np.ndarray:
-    """RGB uint8 (T, H, W, 3) -> uint8 (T, H, W), with OpenCV's RGB2GRAY weights and rounding."""
+def flow_gray(frames_rgb) -> np.ndarray:
+    """The flow estimator's input: RGB uint8 frames (T, H, W, 3) -> grey uint8 (T, H, W), as OpenCV's
+    RGB2GRAY weighs and rounds."""
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames_rgb])
 
 
@@ -126,7 +129,7 @@ def chunk_flow(chunk, batch: BatchSize, **kwargs) -> list:
     prev = np.concatenate([gray[:-1] for _, gray in chunk])
     nxt = np.concatenate([gray[1:] for _, gray in chunk])
     flow = batch.run(lambda a, b: compute_flow(a, b, **kwargs), prev, nxt)
-    encoded = [encode_field(codes) for codes in quantise(flow.transpose(0, 2, 3, 1))]
+    encoded = encode_flow(flow.transpose(0, 2, 3, 1))
     bounds = np.cumsum([0] + [len(gray) - 1 for _, gray in chunk])
     return [encoded[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -168,14 +171,13 @@ def flow_shard(frames_path, out, method="tvl1", device="cpu", batch_size=32, par
     if method == "tvl1_opencv":
         kwargs["threads"] = threads
     start_time, n_fields, batch = time.time(), 0, BatchSize(batch_size, device, method)
-    with h5py.File(frames_path, "r") as src, atomic_path(out) as tmp, create_shard(tmp) as dst:
-        failures = shard_failures(src)
+    with contextlib.closing(frame_store([frames_path])) as src, atomic_path(out) as tmp, create_shard(tmp) as dst:
+        failures = src.failures()
         skipped = {f["video"] for f in failures}
-        videos = ((v, grayscale(decode_jpegs(read_encoded(src[VIDEOS][v])))) for v in list_videos(src) if v not in skipped)
+        videos = ((v, flow_gray(src.read(v).numpy())) for v in src.index if v not in skipped)
         for chunk in pair_batches(videos, batch):
             for (video_id, _), encoded in zip(chunk, chunk_flow(chunk, batch, **kwargs)):
-                attrs = {k: v for k, v in src[VIDEOS][video_id].attrs.items() if k != "offsets"}
-                write_video(dst, video_id, encoded, **attrs)
+                write_video(dst, video_id, encoded, **src.attrs(video_id))
                 n_fields += len(encoded)
         dst.attrs.update(
             bound=BOUND, method=method, encoding=ENCODING, source=str(frames_path),
@@ -184,16 +186,6 @@ def flow_shard(frames_path, out, method="tvl1", device="cpu", batch_size=32, par
     seconds = time.time() - start_time
     return {"fields": n_fields, "seconds": round(seconds, 1), "fields_per_s": round(n_fields / max(seconds, 1e-9), 2),
             "batch_size": batch.size}
-
-
-def decode_flow(stored) -> np.ndarray:
-    """Stored elements of a flow dataset -> float32 (T, H, W, 2) in pixels (used by coclr.data)."""
-    return dequantise(np.stack([decode_field(buf) for buf in stored]))
-
-
-def read_flow(dataset, start, stop) -> torch.Tensor:
-    """Flow fields ``start:stop`` of one video's dataset -> torch.float32 (T, H, W, 2) in pixels."""
-    return torch.from_numpy(decode_flow(read_encoded(dataset, start, stop)))
 
 
 def run(args) -> None:

@@ -1,6 +1,6 @@
-"""Reading frames and flow back from the HDF5 shards.
+"""The HDF5 shard format, one home: layout, attributes, writers, readers, checksums.
 
-Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.shards`
+Layout of a shard (written by :mod:`coclr.frames` and :mod:`coclr.flow.extract`
 through :func:`write_video`): one HDF5 dataset per video at ``videos/<video_id>``
 (``video_id`` is the path relative to the dataset root without extension, e.g.
 ``Class/v_Class_g08_c01``) holding the video's encoded frames back to back as
@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import torch
 
+from coclr.flow.quantise import decode_flow
 from coclr.io import ShardError
 
 VIDEOS = "videos"
@@ -146,20 +147,49 @@ class ShardStore:
         state["_handles"], state["_videos"], state["_pid"] = {}, {}, None
         return state
 
-    def _video(self, video_id):
-        """(dataset, offsets) of one video, looked up once per process."""
+    def _in_this_process(self) -> None:
+        """Forget handles opened by another process (a forked DataLoader worker opens its own)."""
         if self._pid != os.getpid():
             self._handles, self._videos, self._pid = {}, {}, os.getpid()
+
+    def _file(self, i) -> h5py.File:
+        """The open handle of shard ``i`` in this process."""
+        self._in_this_process()
+        if i not in self._handles:
+            self._handles[i] = h5py.File(self.paths[i], "r")
+        return self._handles[i]
+
+    def _video(self, video_id):
+        """(dataset, offsets) of one video, looked up once per process."""
+        self._in_this_process()
         if video_id not in self._videos:
             i = self.index[video_id]
             try:
-                if i not in self._handles:
-                    self._handles[i] = h5py.File(self.paths[i], "r")
-                dataset = self._handles[i][VIDEOS][video_id]
+                dataset = self._file(i)[VIDEOS][video_id]
                 self._videos[video_id] = dataset, dataset.attrs["offsets"]
             except (OSError, KeyError, RuntimeError, ValueError) as error:
                 raise shard_error(self.paths[i], video_id, error) from error
         return self._videos[video_id]
+
+    def failures(self) -> list:
+        """The videos the shards' writers could not store (:func:`shard_failures` of each shard, in order)."""
+        found = []
+        for i, path in enumerate(self.paths):
+            try:
+                found += shard_failures(self._file(i))
+            except (OSError, KeyError, RuntimeError, ValueError) as error:
+                raise shard_error(path, "(failures)", error) from error
+        return found
+
+    def attrs(self, video_id) -> dict:
+        """One video's stored attributes (``fps``, ``height``, ``width``, ...) without its frame offsets."""
+        return {k: v for k, v in self._video(video_id)[0].attrs.items() if k != "offsets"}
+
+    def close(self) -> None:
+        """Close this process's file handles (they reopen on the next read)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles, self._videos = {}, {}
 
     def num_frames(self, video_id) -> int:
         return len(self._video(video_id)[1]) - 1
@@ -219,6 +249,4 @@ def frame_store(shard_paths, encoded=False) -> ShardStore:
 
 def flow_store(shard_paths) -> ShardStore:
     """Optical flow: float32 tensors (T, H, W, 2) in pixels, flow i between frames i and i+1."""
-    from coclr.flow.shards import decode_flow
-
     return ShardStore(shard_paths, decode=decode_flow)
