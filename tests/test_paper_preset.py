@@ -117,7 +117,7 @@ def test_paper_preset_with_reference_layout_flow(paper_run):
     shutil.copytree(first / "data", workdir / "data")  # with their times: Snakemake does not rebuild them
     target = "results/ucf101/split1/linear_probe/infonce_flow.json"
     rows = run_workflow(workdir, paper_config(root, entry, 3), target)
-    assert [r[0] for r in rows] == ["pretrain flow", "features flow", "linear_probe flow"]
+    assert [r[0] for r in rows] == ["pretrain flow", "features flow", "linear-probe flow"]
     assert 0.0 <= json.loads((workdir / target).read_text())["metrics"]["top1"] <= 100.0
     check_model(workdir, "infonce_flow", 3)
 
