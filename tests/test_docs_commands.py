@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -174,16 +175,34 @@ def clone(tmp_path_factory, fixture_datasets):
     return root
 
 
-@pytest.mark.parametrize("where,tokens", COMMANDS, ids=[w for w, _ in COMMANDS])
-def test_documented_command_dry_runs(where, tokens, clone):
-    assert not swallowed_targets(tokens), (
-        f"{where}: {' '.join(tokens)}\n  option(s) taking several values swallow {swallowed_targets(tokens)}: "
-        "put targets before them, or write --option=VALUE")
+def dry_run_args(tokens):
+    """The command's arguments as dry-run: without what needs results (see REDUCED)."""
     args = list(tokens[1:])
-    for option in NEEDS_RESULTS:  # see REDUCED
+    for option in NEEDS_RESULTS:
         if option in args:
             i = args.index(option)
             del args[i:i + (2 if i + 1 < len(args) and not args[i + 1].startswith("-") else 1)]
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args, "-n"], cwd=clone, capture_output=True,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    return tuple(args)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(clone):
+    """Each distinct command dry-run once (several pages repeat `snakemake --cores all`), one per core at a
+    time: dry runs take no lock and write nothing, and each one is mostly Snakemake's start-up."""
+    distinct = list(dict.fromkeys(dry_run_args(tokens) for _, tokens in COMMANDS))
+
+    def dry_run(args):
+        return subprocess.run([sys.executable, "-m", "snakemake", *args, "-n"], cwd=clone, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(distinct, pool.map(dry_run, distinct)))
+
+
+@pytest.mark.parametrize("where,tokens", COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_documented_command_dry_runs(where, tokens, dry_runs):
+    assert not swallowed_targets(tokens), (
+        f"{where}: {' '.join(tokens)}\n  option(s) taking several values swallow {swallowed_targets(tokens)}: "
+        "put targets before them, or write --option=VALUE")
+    result = dry_runs[dry_run_args(tokens)]
     assert result.returncode == 0, f"{where}: {' '.join(tokens)} -n failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

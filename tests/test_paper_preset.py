@@ -1,17 +1,25 @@
 """The `paper` preset end to end on CPU, on real footage in UCF101's layout.
 
 The recipe is the paper's: full-width S3D, 32-frame 128x128 clips, its
-augmentations, OpenCV-default TV-L1 on frames at short side 128. Only what the
-data cannot fill is shrunk: epochs, the queue and the batch (12 videos, 8 of
-them for training). A second run trains with 3-channel reference-layout flow on
-the first run's frames and flow. Each run prints its stages' wall time and peak
-memory (read from the job logs; `pytest -s` shows them).
+augmentations, OpenCV-default TV-L1 on frames at short side 128, two CoCLR
+cycles, the paper's linear probe and fine-tune batch. Only what the data cannot
+fill is shrunk: one epoch per training stage, and the queue and the batch of
+pretraining. The data is the least the DAG runs on: 2 classes x 3 groups of one
+33-frame video (one 32-frame window of flow), so split 1 trains on 2 groups a
+class, the fewest that the probe's and the fine-tune's group hold-out accept.
+
+A second run trains the 3-channel reference-layout flow network and probes it,
+on the first run's frames and flow (copied, not recomputed). Each run prints its
+stages' wall time and peak memory, read from the job logs (`pytest -s` shows them;
+docs/benchmarks.md, "The paper preset on CPU", has the figures).
 """
 
 import json
+import math
 import shutil
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -20,106 +28,110 @@ import yaml
 
 from benchmarks.data import print_table
 from benchmarks.stages import HEADERS, stage_table
-from coclr.models import load_backbone, load_model
 from conftest import REPO
-from realdata import ucf101_layout
+from realdata import CLASSES, ucf101_layout
 
 # Everything the data cannot fill, shrunk; the rest is the `paper` preset as config.yaml has it.
 SHRUNK = {
-    "moco": {"queue_size": 4},  # one batch: the second step of a stage trains with a full queue
-    "optim": {"batch_size": 4},  # 8 training videos: two steps an epoch
+    "moco": {"queue_size": 2},  # one batch: a stage's second step trains with a full queue and mines
+    "optim": {"batch_size": 2},  # 4 training videos: two steps an epoch
     "infonce": {"epochs": 1},
     "ubernce": {"epochs": 1},
-    "cotrain": {"epochs": 1, "topk": 2},  # a queue of 4 holds 2-3 candidates outside the anchor's group
-    "linear_probe": {"epochs": 2, "batch_size": 8},
-    "finetune": {"epochs": 1, "batch_size": 4},
+    "cotrain": {"epochs": 1},
+    "finetune": {"epochs": 1},
 }
+# The reference S3D (the authors' checkpoints' encoder_q.0): 7,910,048 parameters with 3 input
+# channels; Conv_1a's 1x7x7 kernels (64 of them) take 49 weights per input channel.
+S3D_PARAMS_RGB = 7_910_048
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def paper_config(tmp_path, entry, flow_channels=2):
+def paper_config(root, entry, flow_channels):
     config = {
         "dataset": "ucf101", "preset": "paper",
         "datasets": {"ucf101": {**entry, "splits": [1], "overrides": {**SHRUNK, "model": {"flow_channels": flow_channels}}}},
-        "ingest": {"videos_per_shard": 6, "workers": 1},
-        "frames": {"short_side": 128},  # the paper's frames: 170x128 from this 160x120 footage
+        "ingest": {"videos_per_shard": 3, "workers": 1},  # two shards: two flow jobs at a time
+        "frames": {"short_side": 128},  # the paper's frames: 171x128 from this 160x120 footage
         "flow": {"params": {}},  # OpenCV's default TV-L1 parameters, as the paper
     }
-    path = tmp_path / f"paper_flow{flow_channels}.yaml"
+    path = root / f"paper_flow{flow_channels}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
 def run_workflow(workdir, configfile, *targets):
+    """Snakemake on 2 cores; prints the stage table of the jobs this call ran and returns its rows."""
+    start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                              "--directory", str(workdir), "--cores", "2", *targets, f"--configfile={configfile}"],
                             capture_output=True, text=True)
     assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
     rows = stage_table(workdir / "logs")
-    print(f"\nstages of {configfile.name} in {workdir.name} (2 cores, shared machine):")
+    print(f"\n{configfile.name} in {workdir.name}: {time.perf_counter() - start:.0f} s wall on 2 cores")
     print_table(rows, HEADERS)
     return rows
 
 
 @pytest.fixture(scope="module")
-def paper_data(tmp_path_factory):
-    """Real footage in UCF101's layout, ingested, with frames and TV-L1 flow as the paper extracts them."""
+def paper_run(tmp_path_factory):
+    """The whole DAG with 2-channel flow, from the videos to the report: (root, dataset entry, workdir, stage rows)."""
     root = tmp_path_factory.mktemp("ucf101_real")
-    entry = ucf101_layout(root / "footage", groups=3, clips=1, frames=33)
-    workdir = root / "data_stage"
-    rows = run_workflow(workdir, paper_config(root, entry), "data/ucf101/flow/shard_00000.h5",
-                        "data/ucf101/flow/shard_00001.h5")
-    assert [r[0] for r in rows] == ["ingest", "check", "frames", "flow"]
-    return root, entry, workdir / "data"
-
-
-def workdir_with_data(paper_data, name):
-    """A fresh run directory holding the data stage's outputs (copied with their times: not rebuilt)."""
-    root, _, data = paper_data
-    shutil.copytree(data, root / name / "data")
-    return root / name
+    classes = {name: CLASSES[name] for name in ("Biking", "Phoning")}
+    entry = ucf101_layout(root / "footage", groups=3, clips=1, frames=33, classes=classes)
+    workdir = root / "flow2"
+    rows = run_workflow(workdir, paper_config(root, entry, 2))
+    return root, entry, workdir, rows
 
 
 @pytest.mark.slow
-@pytest.mark.paper
-@pytest.mark.timeout(1800)  # fixture included; the paper recipe on CPU: docs/benchmarks.md, "The paper preset on CPU"
-def test_paper_preset_end_to_end_on_real_footage(paper_data):
-    workdir = workdir_with_data(paper_data, "flow2")
-    rows = run_workflow(workdir, paper_config(paper_data[0], paper_data[1], 2))
+@pytest.mark.timeout(1800)  # the DAG (fixture) included: minutes on an idle 2-core machine, far more on a loaded one
+def test_paper_preset_end_to_end_on_real_footage(paper_run):
+    _, _, workdir, rows = paper_run
     stages = {r[0] for r in rows}
-    assert {"pretrain rgb", "pretrain flow", "cotrain rgb", "cotrain flow", "finetune rgb", "ablation"} <= stages
-    assert not {"ingest", "check", "frames", "flow"} & stages, "the data stage ran again"
+    assert {"ingest", "check", "frames", "flow", "pretrain rgb", "pretrain flow", "cotrain rgb", "cotrain flow",
+            "features rgb", "features flow", "finetune rgb", "finetune flow", "ablation"} <= stages
     results = workdir / "results" / "ucf101"
-    ablation = json.dumps(json.loads((results / "ablation.json").read_text()))
+    ablation = json.loads((results / "ablation.json").read_text())
+    text = json.dumps(ablation)
     for method in ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]:
-        assert method in ablation
+        assert method in text
+    for task in ["linear_probe", "finetune"]:
+        for view in ["rgb", "flow", "two_stream"]:
+            top1 = json.loads((results / f"split1/{task}/coclr_c2_{view}.json").read_text())["metrics"]["top1"]
+            assert 0.0 <= top1 <= 100.0  # percent
     for figure in ["curves", "purity", "tsne", "retrieval", "flow"]:
         assert (results / "figures" / f"{figure}.png").stat().st_size > 0
-    check_models(workdir, "coclr_c2", 2)
+    for view, channels in (("rgb", 3), ("flow", 2)):
+        check_model(workdir, f"coclr_c2_{view}", channels)
+    purity = pd.read_csv(workdir / "runs/ucf101/coclr_c1_rgb/metrics.csv")["mining_purity"]
+    assert purity.notna().any()  # the queue filled, so positives were mined
 
 
 @pytest.mark.slow
-@pytest.mark.paper
 @pytest.mark.timeout(1800)
-def test_paper_preset_with_reference_layout_flow(paper_data):
-    """3-channel (128, y, x) flow through the stages it changes: both InfoNCE inits, a CoCLR cycle
-    (RGB mined by the 3-channel flow network, then flow), and every evaluation of the flow model."""
-    workdir = workdir_with_data(paper_data, "flow3")
-    targets = [f"results/ucf101/{task}/coclr_c1_flow.json" for task in ("linear_probe", "retrieval", "finetune")]
-    run_workflow(workdir, paper_config(paper_data[0], paper_data[1], 3), *targets)
-    for target in targets:
-        assert json.loads((workdir / target).read_text())["metrics"]
-    check_models(workdir, "coclr_c1", 3)
+def test_paper_preset_with_reference_layout_flow(paper_run):
+    """3-channel (128, y, x) flow through the smallest target that trains and evaluates it: flow InfoNCE
+    and its linear probe, on the first run's frames and flow."""
+    root, entry, first, _ = paper_run
+    workdir = root / "flow3"
+    shutil.copytree(first / "data", workdir / "data")  # with their times: Snakemake does not rebuild them
+    target = "results/ucf101/split1/linear_probe/infonce_flow.json"
+    rows = run_workflow(workdir, paper_config(root, entry, 3), target)
+    assert [r[0] for r in rows] == ["pretrain flow", "features flow", "linear-probe flow"]
+    assert 0.0 <= json.loads((workdir / target).read_text())["metrics"]["top1"] <= 100.0
+    check_model(workdir, "infonce_flow", 3)
 
 
-def check_models(workdir, method, flow_channels):
-    """Full S3D, 32x128x128 clips, 1024-d features, and positives mined in the first CoCLR stage."""
-    model = load_model(workdir / f"models/ucf101/{method}_flow.pt")
-    assert model["arch"]["in_channels"] == flow_channels
-    # The reference S3D: 7,910,048 parameters with 3 input channels; Conv_1a's 1x7x7 kernels take the rest.
-    params = sum(p.numel() for p in load_backbone(model).parameters())
-    assert params == 7_910_048 - 64 * 7 * 7 * (3 - flow_channels)
-    features = torch.load(workdir / f"features/ucf101/{method}_flow.pt", weights_only=True)
+def check_model(workdir, name, channels):
+    """The paper's network: the full S3D's parameter count, a 1024-d backbone, 32x128x128 clips in evaluation."""
+    model = torch.load(workdir / f"models/ucf101/{name}.pt", weights_only=True)
+    assert model["arch"]["width"] == 1.0 and model["arch"]["depth"] == 5
+    backbone = {k: v for k, v in model["state_dict"].items() if k.startswith("encoder_q.0.")}
+    params = sum(v.numel() for k, v in backbone.items() if not k.endswith(BUFFERS))
+    assert params == S3D_PARAMS_RGB - 64 * 49 * (3 - channels)
+    assert backbone["encoder_q.0.Conv_1a.conv1.weight"].shape == (64, channels, 1, 7, 7)
+    assert backbone["encoder_q.0.Mixed_5c.branch3.1.conv.weight"].shape[0] == 128  # 384 + 384 + 128 + 128 = 1024
+    features = torch.load(workdir / f"features/ucf101/split1/{name}.pt", weights_only=True)
     assert features["settings"]["clip"]["frames"] == 32 and features["settings"]["clip"]["size"] == 128
     assert features["train"]["features"].shape[1] == 1024
-    purity = pd.read_csv(workdir / "runs/ucf101/coclr_c1_rgb/metrics.csv")["mining_purity"]
-    assert purity.notna().any()  # the queue filled, so positives were mined
+    assert math.isfinite(float(features["test"]["features"].sum()))

@@ -6,9 +6,11 @@ the slow test runs one transfer pair end to end on two splits.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -205,17 +207,19 @@ def same(a, b):
 @pytest.mark.slow
 def test_pretraining_ignores_test_videos_and_labels_except_for_ubernce(small_shards, tmp_path):
     root = small_shards
-    runs = {}
-    for manifest in ("manifest.csv", "shuffled.csv"):
-        for loss, view in (("infonce", "rgb"), ("infonce", "flow"), ("ubernce", "rgb")):
-            runs[manifest, loss, view] = train(root, tmp_path, f"{manifest[:-4]}_{loss}_{view}", "pretrain", "--view",
-                                               view, "--loss", loss, manifest=manifest)
+    manifests = ("manifest.csv", "shuffled.csv")
+    # The jobs are independent processes (one thread each): one per core at a time.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        jobs = {(manifest, loss, view): pool.submit(train, root, tmp_path, f"{manifest[:-4]}_{loss}_{view}", "pretrain",
+                                                    "--view", view, "--loss", loss, manifest=manifest)
+                for manifest in manifests for loss, view in (("infonce", "rgb"), ("infonce", "flow"), ("ubernce", "rgb"))}
+        runs = {key: job.result() for key, job in jobs.items()}
+        cotrained = list(pool.map(lambda m: train(root, tmp_path, f"{m[:-4]}_coclr", "cotrain", "--view", "rgb", "--init",
+                                                  tmp_path / f"{m[:-4]}_infonce_rgb.pt", "--miner",
+                                                  tmp_path / f"{m[:-4]}_infonce_flow.pt", manifest=m), manifests))
     for view in ("rgb", "flow"):
         assert same(runs["manifest.csv", "infonce", view], runs["shuffled.csv", "infonce", view])
     assert not same(runs["manifest.csv", "ubernce", "rgb"], runs["shuffled.csv", "ubernce", "rgb"])  # the control
-    cotrained = [train(root, tmp_path, f"{m[:-4]}_coclr", "cotrain", "--view", "rgb", "--init",
-                       tmp_path / f"{m[:-4]}_infonce_rgb.pt", "--miner", tmp_path / f"{m[:-4]}_infonce_flow.pt",
-                       manifest=m) for m in ("manifest.csv", "shuffled.csv")]
     assert same(*cotrained)
 
 
