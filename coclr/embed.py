@@ -186,7 +186,7 @@ def embed_video(path, streams, settings, flow_device, per_window, batch_size) ->
     if not per_window:
         return features, None
     fps = settings["frames"]["fps"] or probe(path)["fps"]
-    span = (clip["frames"] - 1) * clip.get("stride", 1) + 1
+    span = (clip["frames"] - 1) * clip["stride"] + 1
     start = np.asarray(starts["two_stream"])
     windows = pd.DataFrame({"window": np.arange(len(start)), "start_s": start / fps,
                             "end_s": np.minimum(start + span, len(rgb)) / fps})
@@ -213,7 +213,7 @@ def run(args) -> None:
     if Path(args.out).suffix not in SUFFIXES:
         raise SystemExit(f"embed: --out {args.out} must end in {' or '.join(SUFFIXES)}")
     settings = settings_from_args(args, sections=("frames", "flow", "resources"))
-    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
+    torch.set_num_threads(settings["resources"]["threads"])
     start = time.time()
     try:
         paths = video_paths(args.videos)

@@ -108,7 +108,7 @@ def run(args) -> None:
         write_json(args.out, fuse_probabilities(*args.fuse, task="linear_probe"))
         return
     settings = settings_from_args(args)
-    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
+    torch.set_num_threads(settings["resources"]["threads"])
     start = time.time()
     data = load_features(args.features)
     train_split, test = data["train"], data["test"]
