@@ -123,8 +123,6 @@ def validate(config: dict, source="config.yaml") -> None:
         raise ConfigError(f"invalid configuration ({source}):\n  - " + "\n  - ".join(problems)
                           + "\nFix these keys in config.yaml, your --configfile, or the --config override.")
     fill_defaults(config)
-    for name in config["datasets"]:
-        resolve(config, name)  # the merged overrides: reported now, not when a job is planned
 
 
 def check_dataset_paths(config: dict, dataset: str) -> None:
@@ -166,21 +164,13 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _preset_schema() -> dict:
-    return {"$defs": schema()["$defs"], "$ref": "#/$defs/preset"}
-
-
 def resolve(config: dict, dataset=None) -> dict:
     """Hyper-parameters for one dataset of a validated config: the preset, then the dataset's
-    overrides; the merge is validated, and holds every key of a preset."""
+    overrides. Every key of a preset is present (:func:`validate` filled the preset's defaults), and
+    the merge is valid: the overrides were checked against the preset schema, whose every rule is
+    about one key."""
     dataset = dataset or config["dataset"]
-    preset = config["presets"][config["preset"]]
-    merged = deep_merge(preset, config["datasets"][dataset].get("overrides", {}))
-    problems = _problems(merged, _preset_schema(), prefix=("datasets", dataset, "overrides"))
-    if problems:
-        raise ConfigError(f"invalid overrides of dataset {dataset} over preset {config['preset']}:\n  - "
-                          + "\n  - ".join(problems))
-    return merged
+    return deep_merge(config["presets"][config["preset"]], config["datasets"][dataset].get("overrides", {}))
 
 
 def complete_settings(partial: dict) -> dict:
