@@ -2,8 +2,10 @@
 
 ``config.yaml`` is checked against ``workflow/schemas/config.schema.yaml`` when
 the workflow starts (and when an entry point is run by hand). Errors name the
-offending key and say how to fix it. The training stages see one *resolved*
-dict: the chosen preset with the dataset's ``overrides`` merged over it.
+offending key and say how to fix it; then every key left out takes the schema's
+default, the one place a setting is defined (docs/settings.md is rendered from it).
+The training stages see one *resolved* dict: the chosen preset with the dataset's
+``overrides`` merged over it, every key present.
 """
 
 import copy
@@ -71,7 +73,7 @@ def _split_problems(config: dict) -> list:
 
 @functools.lru_cache(maxsize=None)
 def schema() -> dict:
-    """The parsed schema (read once: Snakemake resolves settings for every job it plans)."""
+    """The parsed schema, read once per process."""
     return yaml.safe_load(SCHEMA.read_text())
 
 
