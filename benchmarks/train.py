@@ -136,7 +136,7 @@ def loader_clips_per_s(shards, manifest, settings, workers, batches=10, decode_o
     """
     store = frame_store(shards, encoded=decode_on is not None)
     videos = usable_videos(manifest, "train", [store])
-    dataset = TwoClipDataset(videos, ClipReader(frames=store), settings["clip"])
+    dataset = TwoClipDataset(videos, ClipReader(frames=store), settings["clip"], settings["model"]["flow_channels"])
     batch = min(settings["optim"]["batch_size"], len(dataset))
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None, collate_fn=collate)

@@ -112,7 +112,7 @@ def usable_frames(manifest, config) -> pd.Series:
 def check_videos(manifest, config, settings, report) -> dict:
     """Counts per split and class; short videos; the batch, the queue and the steps they give."""
     clip, optim, moco = settings["clip"], settings["optim"], settings["moco"]
-    span = (clip["frames"] - 1) * clip.get("stride", 1) + 1
+    span = (clip["frames"] - 1) * clip["stride"] + 1
     labelled = bool((manifest["label"] != UNLABELLED).all())
     classes = manifest["class_name"].fillna("(unlabelled)")  # pivot_table would drop rows without a class
     counts = manifest.assign(class_name=classes).pivot_table(index="class_name", columns="split", values="video_id",

@@ -72,11 +72,10 @@ class ClipDataset(Dataset):
     """One augmented training window of each video with its label: fine-tuning's sample, and the
     base of :class:`TwoClipDataset`, which draws two such windows."""
 
-    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
+    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels: int):
         self.videos, self.reader = videos, reader
-        self.frames, self.stride = clip["frames"], clip.get("stride", 1)
-        self.augment = ClipAugment(clip["size"], clip.get("crop_area", (0.2, 1.0)), flow_channels,
-                                   clip.get("flip_negates_flow_x", True), train=True)
+        self.frames, self.stride = clip["frames"], clip["stride"]
+        self.augment = ClipAugment(clip["size"], clip["crop_area"], flow_channels, clip["flip_negates_flow_x"], train=True)
 
     def __len__(self):
         return len(self.videos)
@@ -117,11 +116,11 @@ class DenseClipDataset(Dataset):
     Items carry the video's position so window outputs can be averaged per video.
     """
 
-    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
+    def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels: int):
         self.videos, self.reader = videos, reader
-        self.frames, self.stride = clip["frames"], clip.get("stride", 1)
+        self.frames, self.stride = clip["frames"], clip["stride"]
         self.augment = ClipAugment(clip["size"], flow_channels=flow_channels, train=False)
-        step = clip.get("eval_stride", max(self.frames // 2, 1))
+        step = clip["eval_stride"]
         self.windows = []
         for position, video_id in enumerate(videos["video_id"]):
             length = reader.length(video_id)

@@ -27,7 +27,7 @@ def setup():
 
 def set_threads(settings: dict) -> None:
     """This process's CPU threads (``resources.threads``); every entry point that computes sets them here."""
-    torch.set_num_threads(settings.get("resources", {}).get("threads", 1))
+    torch.set_num_threads(settings["resources"]["threads"])
 
 
 def world_size() -> int:

@@ -188,7 +188,7 @@ def embed_video(path, streams, settings, flow_device, per_window, batch_size) ->
     if not per_window:
         return features, None
     fps = settings["frames"]["fps"] or probe(path)["fps"]
-    span = (clip["frames"] - 1) * clip.get("stride", 1) + 1
+    span = (clip["frames"] - 1) * clip["stride"] + 1
     start = np.asarray(starts["two_stream"])
     windows = pd.DataFrame({"window": np.arange(len(start)), "start_s": start / fps,
                             "end_s": np.minimum(start + span, len(rgb)) / fps})

@@ -9,6 +9,7 @@ import torch
 
 from coclr.augment import RGB_MEAN, RGB_STD, ClipAugment, crop_flow, crop_rgb, flow_input
 from coclr.clips import ClipReader, DenseClipDataset, TwoClipDataset, latest_start, usable_videos, window_indices
+from coclr.config import complete_settings
 from coclr.flow.quantise import dequantise
 from coclr.shards import frame_store
 
@@ -116,12 +117,12 @@ def test_short_videos_are_padded_on_the_left_with_their_first_frame():
 def test_a_short_video_gives_one_padded_window_in_training_and_evaluation():
     videos = pd.DataFrame({"video_id": ["short", "long"], "label": [0, 1], "group": ["a", "b"]})
     reader = RecordingReader({"short": 29, "long": 47})
-    clip = {"frames": 32, "size": 32, "crop_area": [1.0, 1.0], "eval_stride": 15}
-    train = TwoClipDataset(videos, reader, clip)
+    clip = complete_settings({"clip": {"frames": 32, "size": 32, "crop_area": [1.0, 1.0], "eval_stride": 15}})["clip"]
+    train = TwoClipDataset(videos, reader, clip, flow_channels=2)
     for _ in range(3):
         shown = train[0]["query"]["rgb"][:, 0, 16, 16]  # (T, C, H, W) uint8: the frame index
         assert shown.tolist() == [0] * 3 + list(range(29))
-    dense = DenseClipDataset(videos, reader, clip)
+    dense = DenseClipDataset(videos, reader, clip, flow_channels=2)
     assert [(w[0], w[1]) for w in dense.windows] == [(0, -3), (1, 0), (1, 15)]
 
 
@@ -129,13 +130,15 @@ def test_two_clip_dataset_reads_from_the_shards(tiny_dataset):
     manifest = pd.read_csv(tiny_dataset["manifest"])
     train = manifest[manifest.split == "train"].reset_index(drop=True)
     reader = ClipReader(frames=frame_store(tiny_dataset["frames"]))
-    dataset = TwoClipDataset(train, reader, {"frames": 8, "stride": 2, "size": 32})
+    dataset = TwoClipDataset(train, reader, complete_settings({"clip": {"frames": 8, "stride": 2, "size": 32}})["clip"],
+                             flow_channels=2)
     item = dataset[3]
     assert item["query"]["rgb"].shape == item["key"]["rgb"].shape == (8, 3, 32, 32)  # uint8 (T, C, H, W)
     assert item["label"] == train.label[3]
     same_group = train.group == train.group[3]
     assert (dataset.groups[torch.from_numpy(same_group.to_numpy())] == item["group"]).all()
-    dense = DenseClipDataset(train, reader, {"frames": 8, "size": 32, "eval_stride": 4})
+    dense = DenseClipDataset(train, reader, complete_settings({"clip": {"frames": 8, "size": 32, "eval_stride": 4}})["clip"],
+                             flow_channels=2)
     assert len(dense) == len(train) * 3  # 16 frames: windows at 0, 4, 8
 
 
@@ -166,6 +169,7 @@ def test_videos_of_different_sizes_and_frame_rates_give_clips_with_frames_fps_se
     lengths = {rel: store.num_frames(table.set_index("path").loc[str(videos / rel), "video_id"]) for rel in specs}
     assert [abs(n - e) <= 1 for n, e in zip(lengths.values(), (36, 25, 40))] == [True] * 3  # resampled to 25 fps
     train = usable_videos(table, "train", [store])
-    dataset = TwoClipDataset(train, ClipReader(frames=store), {"frames": 32, "size": 48, "crop_area": [0.2, 1.0]})
+    dataset = TwoClipDataset(train, ClipReader(frames=store), complete_settings({"clip": {"frames": 32, "size": 48}})["clip"],
+                             flow_channels=2)
     for index in range(len(dataset)):
         assert dataset[index]["query"]["rgb"].shape == (32, 3, 48, 48)

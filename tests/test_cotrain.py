@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
+from coclr.config import complete_settings
 from coclr.training.cotrain import cotrain_step, load_miner
 from coclr.models import load_model, save_model
 from coclr.moco import MoCo
 from conftest import coclr
 
 ARCH = {"width": 0.125, "depth": 3}
-SETTINGS = {
+SETTINGS = complete_settings({
     "model": {**ARCH, "flow_channels": 2},
     "clip": {"frames": 4, "stride": 1, "size": 32, "crop_area": [0.6, 1.0]},
     "moco": {"queue_size": 16, "momentum": 0.99, "temperature": 0.07, "dim": 16},
@@ -22,7 +23,7 @@ SETTINGS = {
     "infonce": {"epochs": 1, "lr_steps": []},
     "cotrain": {"epochs": 3, "lr_steps": [], "topk": 2, "self_drop": 0.9},
     "resources": {"threads": 1, "workers": 0, "checkpoint_minutes": 10},
-}
+})
 
 
 def batch(n=4, seed=0):

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from coclr.augment import RandomColour
 from coclr.batch import collate, to_device
 from coclr.clips import ClipReader, TwoClipDataset
+from coclr.config import complete_settings
 from coclr.shards import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
 from coclr.frames import extract_shard
 from coclr.io import atomic_path
@@ -121,10 +122,10 @@ def test_decoding_on_the_device_gives_the_loaders_pixels(tmp_path):
             write_video(shard, f"C/v_C_g0{i}_c01", encode_jpegs(frames, 90), fps=25.0,
                         height=frames.shape[1], width=frames.shape[2])
     videos = pd.DataFrame({"video_id": ["C/v_C_g00_c01", "C/v_C_g01_c01"], "label": [0, 1], "group": ["a", "b"]})
-    clip = {"frames": 8, "size": 32, "crop_area": [0.3, 1.0]}
+    clip = complete_settings({"clip": {"frames": 8, "size": 32, "crop_area": [0.3, 1.0]}})["clip"]
     batches = {}
     for encoded in (False, True):
-        data = TwoClipDataset(videos, ClipReader(frames=frame_store([path], encoded=encoded)), clip)
+        data = TwoClipDataset(videos, ClipReader(frames=frame_store([path], encoded=encoded)), clip, flow_channels=2)
         random.seed(3)
         torch.manual_seed(3)
         batch = next(iter(DataLoader(data, batch_size=2, collate_fn=collate)))

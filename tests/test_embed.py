@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from coclr.cli import main
+from coclr.config import complete_settings
 from coclr.embed import load_embeddings
 from coclr.evaluation.features import load_features
 from coclr.models import build_backbone, save_model, view_arch
@@ -24,7 +25,7 @@ FLOW = {"method": "tvl1", "device": "cpu", "batch_size": 64, "compile": False, "
 
 
 def settings(**extra):
-    return json.dumps({"model": MODEL, "clip": CLIP, "resources": {"threads": 1}, **extra})
+    return json.dumps(complete_settings({"model": MODEL, "clip": CLIP, "resources": {"threads": 1}, **extra}))
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,15 @@ from torch import nn
 from coclr.augment import RGB_MEAN, RGB_STD
 from coclr.cli import main
 from coclr.clips import ClipReader
+from coclr.config import complete_settings
 from coclr.shards import create_shard, encode_jpegs, frame_store, write_video
 from coclr.evaluation import features, linear_probe, retrieval
 from coclr.evaluation.common import TenCropClips, fuse_probabilities, holdout_split, per_video_mean, save_probabilities
 from coclr.models import Encoder, build_backbone, save_model
 
 PROBE = {"epochs": 15, "lr": [1e-2, 1e-3], "weight_decay": [1e-5], "batch_size": 32, "holdout": 0.2}
-CLIP = {"frames": 4, "stride": 1, "size": 16, "crop_area": [0.6, 1.0], "eval_stride": 2, "eval_pooling": "mean"}
+CLIP = complete_settings({"clip": {"frames": 4, "stride": 1, "size": 16, "crop_area": [0.6, 1.0], "eval_stride": 2,
+                                   "eval_pooling": "mean"}})["clip"]
 ARCH = {"in_channels": 3, "width": 0.25, "depth": 3}
 
 
@@ -68,7 +70,7 @@ def test_selection_never_reads_test_labels(tmp_path):
     train = blobs(seed=1, spread=2.0)  # overlapping classes: the choice of lr and epoch matters
     x_test, y_test, g_test = blobs(seed=1, per_class=10, spread=2.0)
     scrambled = (y_test + torch.randint(1, 5, y_test.shape)) % 5
-    settings = json.dumps({"linear_probe": PROBE})
+    settings = json.dumps(complete_settings({"linear_probe": PROBE}))
     outputs = []
     for name, labels in (("true", y_test), ("scrambled", scrambled)):
         feats = features_file(tmp_path / f"{name}.pt", train, (x_test, labels, g_test), classes=5)
@@ -171,8 +173,9 @@ def test_features_average_dense_windows_per_video(shard):
     assert out["windows"] == 3 + 1 + 1 + 2  # 8 frames: starts 0, 2, 4; 4 and 5 frames: 0; 6 frames: 0, 2
     for row, greys in zip(out["features"], GREYS.values()):
         np.testing.assert_allclose(row.numpy(), expected_mean(greys), atol=0.03)
-    ten = per_video_mean(lambda clips: clips.mean(dim=(2, 3, 4)), TenCropClips(videos, reader, CLIP), "rgb", 2)
-    assert TenCropClips(videos, reader, CLIP)[0]["rgb"].shape == (10, 4, 3, 16, 16)  # uint8 (crops, T, C, H, W)
+    crops = TenCropClips(videos, reader, CLIP, flow_channels=2)
+    ten = per_video_mean(lambda clips: clips.mean(dim=(2, 3, 4)), crops, "rgb", 2)
+    assert crops[0]["rgb"].shape == (10, 4, 3, 16, 16)  # uint8 (crops, T, C, H, W)
     torch.testing.assert_close(ten, out["features"], atol=0.03, rtol=0)  # uniform frames: every crop alike
     # The authors' pooling, from the same pass: each window's feature normalised, then averaged.
     assert out["pooled"]["mean"] is out["features"]
@@ -188,9 +191,10 @@ def test_features_average_dense_windows_per_video(shard):
 
 def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
     path, manifest = shard
-    settings = {"model": {"width": 0.25, "depth": 3, "flow_channels": 2}, "clip": CLIP,
-                "optim": {"weight_decay": 1e-5}, "resources": {"threads": 1, "workers": 0, "checkpoint_minutes": 10},
-                "finetune": {"epochs": 2, "lr": 1e-3, "dropout": 0.9, "batch_size": 2, "holdout": 0.5}}
+    settings = complete_settings({
+        "model": {"width": 0.25, "depth": 3, "flow_channels": 2}, "clip": CLIP, "optim": {"weight_decay": 1e-5},
+        "resources": {"threads": 1, "workers": 0, "checkpoint_minutes": 10},
+        "finetune": {"epochs": 2, "lr": 1e-3, "dropout": 0.9, "batch_size": 2, "holdout": 0.5}})
     common = ["--manifest", str(manifest), "--frames", str(path), "--settings", json.dumps(settings)]
     main(["features", "--view", "rgb", "--random", "--out", str(tmp_path / "random_rgb.pt"), *common])
     data = torch.load(tmp_path / "random_rgb.pt", weights_only=True)

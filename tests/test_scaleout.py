@@ -16,6 +16,7 @@ import time
 import pandas as pd
 import torch
 
+from coclr.config import complete_settings
 from conftest import REPO
 
 EPOCHS = 4
@@ -23,14 +24,14 @@ EPOCHS = 4
 
 def settings(epochs=EPOCHS, batch=8):
     """The `cpu` preset, with a batch the 36 training videos fill four times per epoch."""
-    return {
+    return complete_settings({
         "model": {"width": 0.25, "depth": 3, "flow_channels": 2},
         "clip": {"frames": 8, "stride": 1, "size": 32, "crop_area": [0.6, 1.0]},
         "moco": {"queue_size": 64, "momentum": 0.99, "temperature": 0.07, "dim": 32},
         "optim": {"lr": 1e-3, "weight_decay": 1e-5, "batch_size": batch},
         "infonce": {"epochs": epochs, "lr_steps": []},
         "resources": {"gpus": 0, "threads": 1, "workers": 0, "checkpoint_minutes": 10},
-    }
+    })
 
 
 def pretrain_args(tiny_dataset, tmp_path, **kwargs):

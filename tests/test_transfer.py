@@ -20,7 +20,7 @@ import yaml
 
 import realdata
 from conftest import REPO, coclr
-from coclr.config import ConfigError, load, validate
+from coclr.config import ConfigError, complete_settings, load, validate
 from test_workflow import TINY_CONFIG, planned_jobs
 
 SMALL = dict(groups=3, clips=1, frames=12, size=(80, 60))
@@ -158,7 +158,7 @@ def test_the_old_split_key_and_impossible_splits_are_refused():
 
 # -- pretraining reads only training videos, and labels only for UberNCE -----------------------
 
-SETTINGS = {
+SETTINGS = complete_settings({
     "model": {"width": 0.125, "depth": 3, "flow_channels": 2},
     "clip": {"frames": 4, "stride": 1, "size": 32, "crop_area": [0.6, 1.0]},
     "moco": {"queue_size": 8, "momentum": 0.99, "temperature": 0.07, "dim": 16},
@@ -166,7 +166,7 @@ SETTINGS = {
     "infonce": {"epochs": 1, "lr_steps": []}, "ubernce": {"epochs": 1, "lr_steps": []},
     "cotrain": {"cycles": 1, "epochs": 1, "lr_steps": [], "topk": 2, "self_drop": 0.9},
     "resources": {"gpus": 0, "threads": 1, "workers": 0, "checkpoint_minutes": 10},
-}
+})
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ def extract(net, videos, reader, clip, view, flow_channels, ten_crop=False, batc
 
 def run(args) -> None:
     settings = settings_from_args(args)
-    resources = settings.get("resources", {})
+    resources = settings["resources"]
     set_threads(settings)
     start = time.time()
     net, arch, checkpoint = backbone(args, settings)
@@ -109,7 +109,7 @@ def run(args) -> None:
     }
     for split in SPLITS:
         result[split] = extract(net, videos[split], reader, settings["clip"], args.view, arch["in_channels"],
-                                args.ten_crop, args.batch_size, resources.get("workers", 0))
+                                args.ten_crop, args.batch_size, resources["workers"])
     result["wall_s"] = time.time() - start
     with atomic_path(args.out) as tmp:
         torch.save(result, tmp)

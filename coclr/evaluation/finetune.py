@@ -82,7 +82,7 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
     groups = [{"params": list(model[4].parameters()), "lr": tune["lr"]},
               {"params": list(model[0].parameters()), "lr": tune["lr"] / 10}]
     trainer = Trainer(model, run_dir, settings, tune["epochs"], lr=tune["lr"],
-                      weight_decay=settings.get("optim", {}).get("weight_decay", 0.0), device=run_on,
+                      weight_decay=settings["optim"]["weight_decay"], device=run_on,
                       param_groups=groups, inputs=[checkpoint],
                       checkpoint_minutes=settings["resources"]["checkpoint_minutes"])
     samples = ClipDataset(fit, reader, clip, flow_channels)
@@ -127,7 +127,7 @@ def run(args) -> None:
     if not (args.manifest and (args.frames or args.flow) and args.run_dir):
         raise SystemExit("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
     settings = settings_from_args(args)
-    resources = settings.get("resources", {})
+    resources = settings["resources"]
     set_threads(settings)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -141,9 +141,9 @@ def run(args) -> None:
     model = place(Classifier(load_backbone(checkpoint), classes, settings["finetune"]["dropout"]), device())
     fit, held = holdout_split(train["label"], train["group"], settings["finetune"]["holdout"], args.seed)
     curve = fine_tune(model, train.iloc[fit.numpy()], train.iloc[held.numpy()], reader, settings, view, flow_channels,
-                      args.run_dir, args.checkpoint, resources.get("workers", 0), args.seed)
+                      args.run_dir, args.checkpoint, resources["workers"], args.seed)
     probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels, args.ten_crop,
-                                workers=resources.get("workers", 0))
+                                workers=resources["workers"])
     best = max(range(len(curve)), key=curve.__getitem__) + 1
     record = {
         "task": "finetune", "method": args.method or method_name(args.checkpoint, view), "view": view,

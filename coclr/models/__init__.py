@@ -28,7 +28,7 @@ __all__ = ["FORMAT", "VIEWS", "Encoder", "S3D", "build_backbone", "view_arch", "
 
 def view_arch(view, model_settings: dict) -> dict:
     """:func:`build_backbone` kwargs for one view from the config's ``model`` section."""
-    channels = 3 if view == "rgb" else model_settings.get("flow_channels", 2)
+    channels = 3 if view == "rgb" else model_settings["flow_channels"]
     return {"in_channels": channels, "width": model_settings["width"], "depth": model_settings["depth"]}
 
 

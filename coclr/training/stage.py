@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 def prepare(args, views) -> SimpleNamespace:
     """Settings, process group, threads, seeds and the training videos of ``views``."""
     settings = settings_from_args(args)
-    resources = settings.get("resources", {})
+    resources = settings["resources"]
     distributed.set_threads(settings)
     rank, world, device = distributed.setup()
     random.seed(args.seed + rank)
@@ -47,7 +47,7 @@ def prepare(args, views) -> SimpleNamespace:
         sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
         sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
-    on_device = resources.get("jpeg_decode") == "device"  # the loader hands on JPEG bytes (coclr.batch)
+    on_device = resources["jpeg_decode"] == "device"  # the loader hands on JPEG bytes (coclr.batch)
     stores = {"rgb": frame_store(args.frames, encoded=on_device) if "rgb" in views else None,
               "flow": flow_store(args.flow) if "flow" in views else None}
     manifest = pd.read_csv(args.manifest)
@@ -63,12 +63,12 @@ def loader(ctx, seed):
     """DataLoader of query/key clip pairs; under DDP each process sees its share of the videos.
     Resumable within an epoch: order and augmentation follow from ``seed``, epoch and index."""
     settings = ctx.settings
-    dataset = TwoClipDataset(ctx.videos, ctx.reader, settings["clip"], settings["model"].get("flow_channels", 2))
+    dataset = TwoClipDataset(ctx.videos, ctx.reader, settings["clip"], settings["model"]["flow_channels"])
     batch = settings["optim"]["batch_size"]
     if len(dataset) < batch * ctx.world:
         sys.exit(f"{len(dataset)} training videos are fewer than one batch ({batch} x {ctx.world} processes): "
                  "lower presets.<preset>.optim.batch_size")
-    data = resumable_loader(dataset, batch, seed, workers=settings.get("resources", {}).get("workers", 0),
+    data = resumable_loader(dataset, batch, seed, workers=settings["resources"]["workers"],
                             rank=ctx.rank, world=ctx.world, pin_memory=ctx.device.type == "cuda", collate=collate)
     print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
           f"lr {settings['optim']['lr']}", file=sys.stderr)
@@ -77,9 +77,8 @@ def loader(ctx, seed):
 
 def build_moco(view, settings, device, second_dim=None) -> MoCo:
     moco_settings = settings["moco"]
-    model = MoCo(view_arch(view, settings["model"]), dim=moco_settings.get("dim", 128),
-                 queue_size=moco_settings.get("queue_size", 2048), momentum=moco_settings.get("momentum", 0.999),
-                 temperature=moco_settings.get("temperature", 0.07), second_dim=second_dim)
+    model = MoCo(view_arch(view, settings["model"]), dim=moco_settings["dim"], queue_size=moco_settings["queue_size"],
+                 momentum=moco_settings["momentum"], temperature=moco_settings["temperature"], second_dim=second_dim)
     return place(model, device)
 
 
@@ -88,8 +87,8 @@ def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Tra
     the stage's own RNGs); the model is wrapped in DDP when there are several processes."""
     wrapped = DistributedDataParallel(model) if ctx.world > 1 else model
     optim = ctx.settings["optim"]
-    return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule.get("lr_steps", []),
-                   lr=optim["lr"], weight_decay=optim.get("weight_decay", 1e-5), device=ctx.device, inputs=inputs,
+    return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule["lr_steps"],
+                   lr=optim["lr"], weight_decay=optim["weight_decay"], device=ctx.device, inputs=inputs,
                    checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators)
 
 

@@ -37,7 +37,7 @@ def listing_args(wildcards):
 def ingest_extra_args(dataset):
     """The folder format's hold-out and class list; for every format, the clip length that counts short videos."""
     entry, clip = dataset_entry(dataset), hparams(dataset)["clip"]
-    args = ["--clip-frames", clip["frames"] * clip.get("stride", 1)]
+    args = ["--clip-frames", clip["frames"] * clip["stride"]]
     if config["frames"]["fps"]:
         args += ["--fps", config["frames"]["fps"]]
     if entry["format"] == "folder":
