@@ -22,7 +22,6 @@ of faults injected, survived, results identical and jobs recomputed.
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
@@ -242,8 +241,8 @@ def run_faults(workdir, targets, cores, faults, durations, rng, log, max_runs=40
             break
         if locked(log, log_start) or any(how == "workflow" for _, how in injected):
             snakemake_once(workdir, ["--unlock"], log)
-    for record in records:
-        record["survived"] = True  # the loop only ends once the workflow has completed
+    for fault in records:
+        fault["survived"] = True  # the loop only ends once the workflow has completed
     return {"records": records, "not_injected": pending, "recomputed": sorted(set(recomputed)), "runs": runs}
 
 
@@ -273,8 +272,8 @@ def main(argv=None) -> dict:
     faults = plan_faults(args.stages, args.workflow_kills, rng)
     result = run_faults(faulted, args.target, args.cores, faults, clean.durations, rng, base / "faulted.log")
     different = differences(reference, faulted)
-    for record in result["records"]:
-        print(f"{record['stage']:>9}: {record['fault']:<8} after {record['after_cpu_s']:5.2f} CPU-s of the job -> survived")
+    for fault in result["records"]:
+        print(f"{fault['stage']:>9}: {fault['fault']:<8} after {fault['after_cpu_s']:5.2f} CPU-s of the job -> survived")
     for stage, how in result["not_injected"]:
         print(f"{stage:>9}: {how:<8} not injected (no job of this stage ran after the earlier faults)")
     summary = {"faults injected": len(result["records"]),
