@@ -22,11 +22,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from coclr.data import flow_store, frame_store
-from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, VIEWS, method_title, read_json
+from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, method_title, read_json
 from coclr.evaluation.features import load_features
 from coclr.evaluation.retrieval import centred, similarity
 from coclr.flow.visualise import flow_to_rgb
 from coclr.io import atomic_path, write_text
+from coclr.naming import RESULT_VIEWS, parse_model_name
 
 NEIGHBOURS = 5
 SAME, DIFFERENT = "tab:green", "tab:red"
@@ -68,7 +69,7 @@ def save(fig, out) -> None:
 
 def stage(metrics_path) -> tuple:
     """``runs/ucf101/coclr_c1_rgb/metrics.csv`` -> ``("coclr_c1", "rgb")``."""
-    return tuple(Path(metrics_path).parent.name.rsplit("_", 1))
+    return parse_model_name(Path(metrics_path).parent.name)
 
 
 def title(method, view) -> str:
@@ -203,7 +204,7 @@ def ablation_html(ablation: dict) -> str:
     """The columns of ablation.md (task and view, headline metric) as an HTML table."""
     columns = {"method": [row["title"] for row in ablation["rows"]]}
     for task in ablation["tasks"]:
-        for view in VIEWS:
+        for view in RESULT_VIEWS:
             values = [row[task][view] for row in ablation["rows"]]  # None: not run
             columns[f"{HEADLINE[task][1]}, {VIEW_NAMES[view]}"] = pd.Series(values, dtype=float)
     return pd.DataFrame(columns).to_html(index=False, na_rep="-", float_format="{:.1f}".format)

@@ -18,6 +18,7 @@ from coclr.augment import to_device
 from coclr.clips import ClipReader, DenseClipDataset, usable_videos, window_indices
 from coclr.data import flow_store, frame_store
 from coclr.io import atomic_path, file_record
+from coclr.naming import parse_model_name
 
 SPLITS = ("train", "test")
 TEN_CROP_SIDE = 7 / 8  # crop side as a fraction of the short side: corners differ from the centre
@@ -28,8 +29,14 @@ def device() -> torch.device:
 
 
 def method_name(checkpoint, view) -> str:
-    """Row name of a model file: ``models/ucf101/coclr_c2_rgb.pt`` -> ``coclr_c2``."""
-    return Path(checkpoint).stem.removesuffix(f"_{view}")
+    """Row name of a model file: ``models/ucf101/coclr_c2_rgb.pt`` -> ``coclr_c2``; a file not named
+    ``<method>_<view>`` (coclr/naming.py) is its own row name."""
+    name = Path(checkpoint).stem
+    try:
+        method, named_view = parse_model_name(name)
+    except ValueError:
+        return name
+    return method if named_view == view else name
 
 
 # -- videos and clips --------------------------------------------------------------------
