@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from benchmarks.data import print_table
+from coclr.naming import RESULT_VIEWS
 
 COST = re.compile(r"^coclr (?P<command>[\w-]+): (?P<wall>[\d.]+) s wall, peak memory (?P<peak>\d+) MiB$", re.M)
 
@@ -19,7 +20,7 @@ COST = re.compile(r"^coclr (?P<command>[\w-]+): (?P<wall>[\d.]+) s wall, peak me
 def stage_of(log: Path, command: str) -> str:
     """``frames_00001`` -> ``frames``; ``features_coclr_c1_rgb`` -> ``features rgb``; ``coclr_c2_flow`` ->
     ``cotrain flow``: one row per stage and view."""
-    view = next((v for v in ("two_stream", "rgb", "flow") if log.stem.endswith(v)), "")
+    view = next((v for v in RESULT_VIEWS if log.stem.endswith(v)), "")
     return f"{command} {view}".strip()
 
 

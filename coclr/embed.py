@@ -48,17 +48,17 @@ from coclr.flow.tvl1 import TVL1Params
 from coclr.ingest import VIDEO_SUFFIXES, IngestError, csv_paths
 from coclr.io import atomic_path, file_record
 from coclr.models import load_backbone, load_model, place
+from coclr.naming import RESULT_VIEWS
 from coclr.video import VideoError, decode, probe
 
 FORMAT = "coclr-embeddings/1"
-VIEWS = ("rgb", "flow", "two_stream")
 SUFFIXES = (".parquet", ".npz")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--videos", nargs="+", required=True,
                         help="video files, folders (searched recursively) or CSV lists with a `path` column")
-    parser.add_argument("--view", choices=VIEWS, required=True)
+    parser.add_argument("--view", choices=RESULT_VIEWS, required=True)
     parser.add_argument("--checkpoint", nargs="+", required=True,
                         help="model checkpoint(s) (coclr-model/1, or converted with import-weights): "
                              "one per view, an RGB and a flow one for two_stream")

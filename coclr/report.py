@@ -11,7 +11,8 @@ One sub-command per figure, each reading outputs the pipeline already made:
 
 Figures are PNGs drawn on bare matplotlib ``Figure`` objects, which render with
 Agg: no display needed on a cluster node, no pyplot state to leak between
-figures. They are written atomically, like every output of the project.
+figures. Each function returns its figure (what the tests inspect); ``run``
+writes it atomically, like every output of the project.
 """
 
 from pathlib import Path
@@ -22,11 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from coclr.shards import flow_store, frame_store
-from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, VIEWS, method_title, read_json
+from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, method_title, read_json
 from coclr.evaluation.features import load_features
 from coclr.evaluation.retrieval import centred, similarity
 from coclr.flow.visualise import flow_to_rgb
 from coclr.io import atomic_path, write_text
+from coclr.naming import RESULT_VIEWS, parse_model_name
 
 NEIGHBOURS = 5
 SAME, DIFFERENT = "tab:green", "tab:red"
@@ -68,14 +70,14 @@ def save(fig, out) -> None:
 
 def stage(metrics_path) -> tuple:
     """``runs/ucf101/coclr_c1_rgb/metrics.csv`` -> ``("coclr_c1", "rgb")``."""
-    return tuple(Path(metrics_path).parent.name.rsplit("_", 1))
+    return parse_model_name(Path(metrics_path).parent.name)
 
 
 def title(method, view) -> str:
     return f"{method_title(method)}, {VIEW_NAMES[view]}"
 
 
-def curves(metrics_paths, out) -> None:
+def curves(metrics_paths) -> Figure:
     """Loss and instance accuracy (rows) of the RGB and flow stages (columns), one line per stage."""
     fig = Figure(figsize=(10, 6))
     axes = fig.subplots(2, 2, sharex=True, squeeze=False)
@@ -93,10 +95,10 @@ def curves(metrics_paths, out) -> None:
     for ax in axes.flat:
         epoch_axis(ax)
     axes[0, 1].legend(fontsize="small")
-    save(fig, out)
+    return fig
 
 
-def purity(metrics_paths, out) -> None:
+def purity(metrics_paths) -> Figure:
     """Fraction of mined positives of the anchor's class, per epoch, one line per CoCLR stage."""
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
@@ -106,7 +108,7 @@ def purity(metrics_paths, out) -> None:
     ax.set(xlabel="epoch", ylabel="mining purity", ylim=(0, 1), title="Positives mined by the other view")
     epoch_axis(ax)
     ax.legend(fontsize="small")
-    save(fig, out)
+    return fig
 
 
 def embed(features, seed=0) -> np.ndarray:
@@ -118,7 +120,7 @@ def embed(features, seed=0) -> np.ndarray:
     return TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
 
-def tsne(features_paths, out) -> None:
+def tsne(features_paths) -> Figure:
     """One panel per method (rows) and view (columns): test videos coloured by class."""
     models = [load_features(path) for path in features_paths]
     methods = list(dict.fromkeys(m["method"] for m in models))
@@ -133,7 +135,7 @@ def tsne(features_paths, out) -> None:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    save(fig, out)
+    return fig
 
 
 def middle_frame(store, video_id) -> np.ndarray:
@@ -153,7 +155,7 @@ def show(ax, image, label, border=None) -> None:
         spine.set_linewidth(4)
 
 
-def retrieval(features_paths, frame_paths, manifest, out, queries=4) -> None:
+def retrieval(features_paths, frame_paths, manifest, queries=4) -> Figure:
     """Per model, evenly spread test queries and their nearest training videos, framed by class agreement."""
     models = [load_features(path) for path in features_paths]
     store = frame_store(frame_paths)
@@ -174,7 +176,7 @@ def retrieval(features_paths, frame_paths, manifest, out, queries=4) -> None:
                 same = train_labels[neighbour] == model["test"]["labels"][query]
                 show(ax, middle_frame(store, train_ids[neighbour]), class_name[train_ids[neighbour]],
                      SAME if same else DIFFERENT)
-    save(fig, out)
+    return fig
 
 
 def wheel_key(size=64) -> np.ndarray:
@@ -183,7 +185,7 @@ def wheel_key(size=64) -> np.ndarray:
     return flow_to_rgb(np.stack([x, y]), max_magnitude=1.0)
 
 
-def flow(frame_paths, flow_paths, out, videos=4) -> None:
+def flow(frame_paths, flow_paths, videos=4) -> Figure:
     """Rows of (middle frame, flow from it to the next frame) for evenly spread videos, plus the colour key."""
     frames, fields = frame_store(frame_paths), flow_store(flow_paths)
     ids = sorted(v for v in fields.index if v in frames)
@@ -196,29 +198,25 @@ def flow(frame_paths, flow_paths, out, videos=4) -> None:
         show(row[1], flow_to_rgb(fields.read(video_id, t, t + 1)[0].numpy().transpose(2, 0, 1)), f"flow {t} -> {t + 1}")
         row[2].axis("off")
     show(axes[0, 2], wheel_key(), "direction and magnitude")
-    save(fig, out)
+    return fig
 
 
 def ablation_html(ablation: dict) -> str:
     """The columns of ablation.md (task and view, headline metric) as an HTML table."""
     columns = {"method": [row["title"] for row in ablation["rows"]]}
     for task in ablation["tasks"]:
-        for view in VIEWS:
+        for view in RESULT_VIEWS:
             values = [row[task][view] for row in ablation["rows"]]  # None: not run
             columns[f"{HEADLINE[task][1]}, {VIEW_NAMES[view]}"] = pd.Series(values, dtype=float)
     return pd.DataFrame(columns).to_html(index=False, na_rep="-", float_format="{:.1f}".format)
 
 
 def run(args) -> None:
-    if args.figure == "curves":
-        curves(args.metrics, args.out)
-    elif args.figure == "purity":
-        purity(args.metrics, args.out)
-    elif args.figure == "tsne":
-        tsne(args.features, args.out)
-    elif args.figure == "retrieval":
-        retrieval(args.features, args.frames, args.manifest, args.out, args.queries)
-    elif args.figure == "flow":
-        flow(args.frames, args.flow, args.out, args.videos)
-    else:
+    if args.figure == "table":
         write_text(args.out, ablation_html(read_json(args.ablation)))
+        return
+    draw = {"curves": lambda: curves(args.metrics), "purity": lambda: purity(args.metrics),
+            "tsne": lambda: tsne(args.features),
+            "retrieval": lambda: retrieval(args.features, args.frames, args.manifest, args.queries),
+            "flow": lambda: flow(args.frames, args.flow, args.videos)}
+    save(draw[args.figure](), args.out)

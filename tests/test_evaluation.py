@@ -2,6 +2,7 @@
 
 import csv
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -16,12 +17,14 @@ from coclr.config import complete_settings
 from coclr.shards import create_shard, encode_jpegs, frame_store, write_video
 from coclr.evaluation import features, linear_probe, retrieval
 from coclr.evaluation.common import TenCropClips, fuse_probabilities, holdout_split, per_video_mean, save_probabilities
+from coclr.evaluation.records import FIELDS, KEYS, result_record
 from coclr.models import Encoder, build_backbone, save_model
 
 PROBE = {"epochs": 15, "lr": [1e-2, 1e-3], "weight_decay": [1e-5], "batch_size": 32, "holdout": 0.2}
 CLIP = complete_settings({"clip": {"frames": 4, "stride": 1, "size": 16, "crop_area": [0.6, 1.0], "eval_stride": 2,
                                    "eval_pooling": "mean"}})["clip"]
 ARCH = {"in_channels": 3, "width": 0.25, "depth": 3}
+RECORD_KEYS = {*KEYS, *FIELDS}
 
 
 def blobs(classes=5, per_class=40, dim=16, seed=0, spread=0.3):
@@ -79,6 +82,8 @@ def test_selection_never_reads_test_labels(tmp_path):
         outputs.append((json.loads(out.read_text()), torch.load(probs, weights_only=True)["probs"]))
     (true, true_probs), (scrambled_run, scrambled_probs) = outputs
     assert true["selection"] == scrambled_run["selection"]
+    assert true["probe_epochs"] == true["selection"]["epochs"] and 1 <= true["probe_epochs"] <= PROBE["epochs"]
+    assert set(true) <= RECORD_KEYS and "epochs" not in true
     assert torch.equal(true_probs, scrambled_probs)
     assert true["metrics"]["top1"] != scrambled_run["metrics"]["top1"]
 
@@ -112,6 +117,8 @@ def test_two_stream_retrieval_sums_similarities(tmp_path):
     main(["retrieval", "--features", rgb, flow, "--out", str(out), "--ks", "1", "2"])
     result = json.loads(out.read_text())
     assert result["view"] == "two_stream" and result["metrics"] == {"R@1": 100.0, "R@2": 100.0}
+    assert result["pretraining_epochs"] == [0, 0] and result["queries"] == 2 and result["gallery"] == 4  # random init
+    assert set(result) <= RECORD_KEYS
     main(["retrieval", "--features", rgb, "--out", str(out), "--ks", "1", "2"])
     assert json.loads(out.read_text())["metrics"] == {"R@1": 0.0, "R@2": 100.0}
 
@@ -131,6 +138,7 @@ def test_two_stream_averages_probabilities(tmp_path):
     assert fused["view"] == "two_stream" and fused["method"] == "coclr_c2"
     assert fused["metrics"]["top1"] == pytest.approx(200 / 3)
     assert [c["sha256"] for c in fused["checkpoints"]] == ["rgb", "flow"]
+    assert fused["inputs"]["flow"]["view"] == "flow" and fused["test_videos"] == 3 and set(fused) <= RECORD_KEYS
     save_probabilities(tmp_path / "other.pt", flow, labels, ["a", "b", "x"], {})
     with pytest.raises(SystemExit):
         fuse_probabilities(tmp_path / "rgb.pt", tmp_path / "other.pt", task="linear_probe")
@@ -208,7 +216,9 @@ def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
                 "--run-dir", str(run_dir)]
     main([*finetune, *common])
     result = json.loads(out.read_text())
-    assert result["method"] == "coclr_c1" and result["trained_epochs"] == 2
+    assert result["method"] == "coclr_c1" and result["trained_epochs"] == 2 and set(result) <= RECORD_KEYS
+    curve = result["selection"]["holdout_top1"]
+    assert result["chosen_epoch"] == result["selection"]["epochs"] == curve.index(max(curve)) + 1
     assert result["checkpoints"][0]["meta"] == {"epochs": 3}
     assert result["selection"]["holdout_videos"] == 2 and len(result["selection"]["holdout_top1"]) == 2
     assert torch.load(probs, weights_only=True)["probs"].shape == (4, 2)
@@ -229,8 +239,17 @@ def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
 
 def fake_run(task, method, view, value):
     metric = "R@1" if task == "retrieval" else "top1"
-    return {"task": task, "method": method, "view": view, "metrics": {metric: value}, "wall_s": 1.0,
-            "checkpoints": [{"path": f"models/{method}_{view}.pt", "sha256": f"{method}{view}"}]}
+    return result_record(task, method, view, {metric: value},
+                         [{"path": f"models/{method}_{view}.pt", "sha256": f"{method}{view}"}], time.time())
+
+
+def test_records_have_one_schema():
+    record = fake_run("finetune", "coclr_c1", "two_stream", 1.0)
+    assert list(record) == list(KEYS)
+    with pytest.raises(TypeError, match="not keys of a result record: epochs"):
+        result_record("finetune", "coclr_c1", "rgb", {}, [], time.time(), epochs=3)
+    with pytest.raises(ValueError, match="view must be one of"):
+        result_record("retrieval", "coclr_c1", "depth", {}, [], time.time())
 
 
 def test_ablation_table_from_fake_results(tmp_path):

@@ -7,7 +7,11 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from matplotlib.image import imread
 
+from coclr import naming
+from coclr.evaluation import records
+from coclr.io import sha256
 from conftest import REPO
 from realdata import ucf101_layout
 
@@ -94,22 +98,65 @@ def test_data_stage_runs_for_real(tmp_path):
     assert (tmp_path / "data/synthetic/frames/shard_00000.h5").exists()
 
 
+def check_records(tmp_path, results):
+    """Per-model records: one schema, values in range, checkpoints and epochs that match the models."""
+    methods = naming.methods([1, 2])
+    pretrained = {"infonce": 1, "coclr_c1": 2, "coclr_c2": 2, "ubernce": 1}  # epochs of tiny_config.yaml
+    for task, evaluated in (("linear_probe", methods), ("retrieval", methods), ("finetune", ["coclr_c2"])):
+        collected = json.loads((results / f"{task}.json").read_text())
+        assert collected["task"] == task and collected["splits"] == [1]
+        runs = {(run["method"], run["view"]): run for run in collected["runs"]}
+        assert set(runs) == {(m, v) for m in evaluated for v in naming.RESULT_VIEWS}
+        for (method, view), run in runs.items():
+            assert set(records.KEYS) <= set(run) <= {*records.KEYS, *records.FIELDS}, (task, method, view)
+            assert run["metrics"] and all(0 <= value <= 100 for value in run["metrics"].values())
+            assert collected["results"][method][view] == run["metrics"]  # one split: its mean is itself
+            views = naming.VIEWS if view == naming.TWO_STREAM else [view]
+            files = [] if method == "random" else [f"models/synthetic/{naming.model_name(method, v)}.pt" for v in views]
+            assert [(c["path"], c["sha256"]) for c in run["checkpoints"]] == [(f, sha256(tmp_path / f)) for f in files]
+            if task == "linear_probe" and view != naming.TWO_STREAM:
+                assert 1 <= run["probe_epochs"] == run["selection"]["epochs"] <= 5
+                assert run["train_videos"] == 4 * 3 * 3 and run["test_videos"] == 4 * 2 * 3
+            if task == "retrieval":
+                assert run["pretraining_epochs"] == [pretrained.get(method, 0)] * len(views)
+                assert run["queries"] == 4 * 2 * 3 and run["gallery"] == 4 * 3 * 3
+            if task == "finetune" and view != naming.TWO_STREAM:
+                assert run["chosen_epoch"] == run["trained_epochs"] == 1
+    return methods
+
+
+def check_ablation(results, methods):
+    """The ablation's numbers are the records' headline metrics; the Markdown table shows them."""
+    ablation = json.loads((results / "ablation.json").read_text())
+    assert [row["method"] for row in ablation["rows"]] == methods
+    collected = {task: json.loads((results / f"{task}.json").read_text())["results"] for task in ablation["tasks"]}
+    lines = (results / "ablation.md").read_text().splitlines()
+    assert len(lines) == 2 + len(methods)
+    for row, line in zip(ablation["rows"], lines[2:]):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[0] == row["title"]
+        expected = []
+        for task in ablation["tasks"]:
+            metric = ablation["metrics"][task]
+            for view in naming.RESULT_VIEWS:
+                value = collected[task].get(row["method"], {}).get(view, {}).get(metric)
+                assert row[task][view] == value
+                expected.append("-" if value is None else f"{value:.1f}")
+        assert cells[1:] == expected
+
+
 @pytest.mark.slow
 def test_the_whole_pipeline_end_to_end(tmp_path):
     snakemake(tmp_path, "--cores", 2)
     results = tmp_path / "results" / "synthetic"
-    for name in ["linear_probe", "retrieval", "finetune", "ablation"]:
-        data = json.loads((results / f"{name}.json").read_text())
-        assert data, name
-    ablation = json.loads((results / "ablation.json").read_text())
-    text = json.dumps(ablation)
-    for method in ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]:
-        assert method in text
-    assert "|" in (results / "ablation.md").read_text()
+    check_ablation(results, check_records(tmp_path, results))
     model = torch.load(tmp_path / "models/synthetic/coclr_c2_rgb.pt", weights_only=True)
     assert model["meta"]["epochs"] == 2
     purity = pd.read_csv(tmp_path / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
-    assert purity.notna().any()
+    assert purity.notna().any() and purity.dropna().between(0, 1).all()
+    for figure in ("curves", "purity", "tsne", "retrieval", "flow"):
+        assert imread(results / "figures" / f"{figure}.png").ndim == 3, figure
+    assert "CoCLR, cycle 2" in (results / "ablation.html").read_text()
 
 
 def test_timeline_reads_a_run_log():

@@ -11,13 +11,12 @@ as a Markdown table: the mean over the splits, then each split.
 """
 
 import json
-import re
 import time
 from pathlib import Path
 
 from coclr.io import file_record, write_json, write_text
+from coclr.naming import RESULT_VIEWS, cycle_of
 
-VIEWS = ("rgb", "flow", "two_stream")
 VIEW_NAMES = {"rgb": "RGB", "flow": "flow", "two_stream": "two-stream"}
 # Task -> (headline metric, column title).
 HEADLINE = {"linear_probe": ("top1", "linear probe top-1"), "retrieval": ("R@1", "retrieval R@1"),
@@ -45,9 +44,9 @@ def read_json(path) -> dict:
 
 def method_title(method) -> str:
     """``coclr_c2`` -> ``CoCLR, cycle 2``; the other rows by name."""
-    cycle = re.fullmatch(r"coclr_c(\d+)", method)
-    if cycle:
-        return f"CoCLR, cycle {cycle.group(1)}"
+    cycle = cycle_of(method)
+    if cycle is not None:
+        return f"CoCLR, cycle {cycle}"
     return {"random": "random init", "infonce": "InfoNCE", "ubernce": "UberNCE (oracle)"}.get(method, method)
 
 
@@ -95,7 +94,7 @@ def rows(collected: dict, results_of) -> list:
         for task, summary in collected.items():
             metric = HEADLINE[task][0]
             results = results_of(summary).get(method, {})
-            row[task] = {view: results[view][metric] if view in results else None for view in VIEWS}
+            row[task] = {view: results[view][metric] if view in results else None for view in RESULT_VIEWS}
         out.append(row)
     return out
 
@@ -115,10 +114,10 @@ def table(collected: dict) -> dict:
 
 
 def markdown_rows(tasks, rows_) -> list:
-    header = ["method"] + [f"{HEADLINE[t][1]}, {VIEW_NAMES[v]}" for t in tasks for v in VIEWS]
+    header = ["method"] + [f"{HEADLINE[t][1]}, {VIEW_NAMES[v]}" for t in tasks for v in RESULT_VIEWS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" + " ---: |" * (len(header) - 1)]
     for row in rows_:
-        cells = ["-" if row[t][v] is None else f"{row[t][v]:.1f}" for t in tasks for v in VIEWS]
+        cells = ["-" if row[t][v] is None else f"{row[t][v]:.1f}" for t in tasks for v in RESULT_VIEWS]
         lines.append("| " + " | ".join([row["title"], *cells]) + " |")
     return lines
 

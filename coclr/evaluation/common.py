@@ -18,6 +18,8 @@ from coclr.batch import to_device
 from coclr.clips import ClipReader, DenseClipDataset, usable_videos, window_indices
 from coclr.shards import flow_store, frame_store
 from coclr.io import atomic_path, file_record
+from coclr.evaluation.records import result_record
+from coclr.naming import TWO_STREAM, parse_model_name
 
 SPLITS = ("train", "test")
 TEN_CROP_SIDE = 7 / 8  # crop side as a fraction of the short side: corners differ from the centre
@@ -28,8 +30,14 @@ def device() -> torch.device:
 
 
 def method_name(checkpoint, view) -> str:
-    """Row name of a model file: ``models/ucf101/coclr_c2_rgb.pt`` -> ``coclr_c2``."""
-    return Path(checkpoint).stem.removesuffix(f"_{view}")
+    """Row name of a model file: ``models/ucf101/coclr_c2_rgb.pt`` -> ``coclr_c2``; a file not named
+    ``<method>_<view>`` (coclr/naming.py) is its own row name."""
+    name = Path(checkpoint).stem
+    try:
+        method, named_view = parse_model_name(name)
+    except ValueError:
+        return name
+    return method if named_view == view else name
 
 
 # -- videos and clips --------------------------------------------------------------------
@@ -159,11 +167,8 @@ def fuse_probabilities(rgb_path, flow_path, task) -> dict:
     if rgb["video_ids"] != flow["video_ids"]:
         raise SystemExit(f"{rgb_path} and {flow_path} cover different test videos: rerun their features/evaluation")
     probs = (rgb["probs"] + flow["probs"]) / 2
-    return {
-        "task": task, "method": rgb["record"]["method"], "view": "two_stream",
-        "metrics": topk_accuracy(probs, rgb["labels"]),
-        "checkpoints": rgb["record"]["checkpoints"] + flow["record"]["checkpoints"],
-        "inputs": {"rgb": {**file_record(rgb_path), **rgb["record"]},
-                   "flow": {**file_record(flow_path), **flow["record"]}},
-        "test_videos": len(probs), "wall_s": time.time() - start,
-    }
+    return result_record(
+        task, rgb["record"]["method"], TWO_STREAM, topk_accuracy(probs, rgb["labels"]),
+        rgb["record"]["checkpoints"] + flow["record"]["checkpoints"], start,
+        inputs={"rgb": {**file_record(rgb_path), **rgb["record"]}, "flow": {**file_record(flow_path), **flow["record"]}},
+        test_videos=len(probs))

@@ -33,6 +33,7 @@ from coclr.distributed import set_threads
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
+from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
@@ -145,15 +146,14 @@ def run(args) -> None:
     probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels, args.ten_crop,
                                 workers=resources["workers"])
     best = max(range(len(curve)), key=curve.__getitem__) + 1
-    record = {
-        "task": "finetune", "method": args.method or method_name(args.checkpoint, view), "view": view,
-        "metrics": topk_accuracy(probs, torch.tensor(test["label"].to_numpy())),
-        "selection": {"epochs": best, "holdout_top1": curve, "fit_videos": len(fit), "holdout_videos": len(held)},
-        "epochs": best, "trained_epochs": len(curve),
-        "checkpoints": [{**file_record(args.checkpoint), "meta": checkpoint["meta"]}],
-        "settings": {**settings, "seed": args.seed, "ten_crop": args.ten_crop},
-        "train_videos": len(train), "test_videos": len(test), "wall_s": time.time() - start,
-    }
+    record = result_record(
+        "finetune", args.method or method_name(args.checkpoint, view), view,
+        topk_accuracy(probs, torch.tensor(test["label"].to_numpy())),
+        [{**file_record(args.checkpoint), "meta": checkpoint["meta"]}], start,
+        selection={"epochs": best, "holdout_top1": curve, "fit_videos": len(fit), "holdout_videos": len(held)},
+        chosen_epoch=best, trained_epochs=len(curve),
+        settings={**settings, "seed": args.seed, "ten_crop": args.ten_crop},
+        train_videos=len(train), test_videos=len(test))
     if args.probs:
         save_probabilities(args.probs, probs, torch.tensor(test["label"].to_numpy()), list(test["video_id"]), record)
     write_json(args.out, record)

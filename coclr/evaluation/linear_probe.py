@@ -27,6 +27,7 @@ from coclr.distributed import set_threads
 from coclr.evaluation.common import (device, fuse_probabilities, holdout_split, save_probabilities,
                                      topk_accuracy)
 from coclr.evaluation.features import load_features
+from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import file_record, write_json
 
@@ -116,16 +117,12 @@ def run(args) -> None:
     require_labels(torch.cat([train_split["labels"], test["labels"]]).numpy(), args.features, "the linear probe")
     probs, selection = probe_features(train_split, test["features"], data["num_classes"], settings["linear_probe"],
                                       args.seed)
-    record = {
-        "task": "linear_probe", "method": data["method"], "view": data["view"],
-        "metrics": topk_accuracy(probs, test["labels"]),
-        "selection": selection, "epochs": selection["epochs"],
-        "checkpoints": [data["checkpoint"]] if data["checkpoint"] else [],
-        "features": file_record(args.features),
-        "settings": {"linear_probe": settings["linear_probe"], "seed": args.seed, "features": data["settings"]},
-        "train_videos": len(train_split["video_ids"]), "test_videos": len(test["video_ids"]),
-        "wall_s": time.time() - start,
-    }
+    record = result_record(
+        "linear_probe", data["method"], data["view"], topk_accuracy(probs, test["labels"]),
+        [data["checkpoint"]] if data["checkpoint"] else [], start,
+        selection=selection, probe_epochs=selection["epochs"], features=file_record(args.features),
+        settings={"linear_probe": settings["linear_probe"], "seed": args.seed, "features": data["settings"]},
+        train_videos=len(train_split["video_ids"]), test_videos=len(test["video_ids"]))
     if args.probs:
         save_probabilities(args.probs, probs, test["labels"], test["video_ids"], record)
     write_json(args.out, record)

@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from coclr.evaluation.features import load_features
+from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import file_record, write_json
+from coclr.naming import TWO_STREAM
 
 KS = (1, 5, 10, 20, 50)
 
@@ -56,14 +58,11 @@ def run(args) -> None:
                 raise SystemExit(f"{args.features} cover different {split} videos: rebuild them from the same shards")
     sim = sum(similarity(m["test"]["features"], m["train"]["features"]) for m in models)
     views = [m["view"] for m in models]
-    write_json(args.out, {
-        "task": "retrieval", "method": first["method"],
-        "view": views[0] if len(views) == 1 else "two_stream",
-        "metrics": recall_at_k(sim, first["test"]["labels"], first["train"]["labels"], args.ks),
-        "checkpoints": [m["checkpoint"] for m in models if m["checkpoint"]],
-        "features": [file_record(path) for path in args.features],
-        "settings": {"ks": args.ks, "features": first["settings"]},
-        "epochs": [m["checkpoint"]["meta"].get("epochs") if m["checkpoint"] else 0 for m in models],
-        "queries": len(first["test"]["video_ids"]), "gallery": len(first["train"]["video_ids"]),
-        "wall_s": time.time() - start,
-    })
+    write_json(args.out, result_record(
+        "retrieval", first["method"], views[0] if len(views) == 1 else TWO_STREAM,
+        recall_at_k(sim, first["test"]["labels"], first["train"]["labels"], args.ks),
+        [m["checkpoint"] for m in models if m["checkpoint"]], start,
+        features=[file_record(path) for path in args.features],
+        settings={"ks": args.ks, "features": first["settings"]},
+        pretraining_epochs=[m["checkpoint"]["meta"].get("epochs") if m["checkpoint"] else 0 for m in models],
+        queries=len(first["test"]["video_ids"]), gallery=len(first["train"]["video_ids"])))

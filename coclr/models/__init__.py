@@ -18,9 +18,9 @@ import torch
 from coclr.io import atomic_path
 from coclr.models.encoder import Encoder
 from coclr.models.s3d import S3D, build_backbone
+from coclr.naming import VIEWS
 
 FORMAT = "coclr-model/1"
-VIEWS = ("rgb", "flow")
 
 __all__ = ["FORMAT", "VIEWS", "Encoder", "S3D", "build_backbone", "view_arch", "place", "save_model", "load_model",
            "encoder_state", "load_encoder", "load_backbone"]

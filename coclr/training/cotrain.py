@@ -18,6 +18,7 @@ from coclr.ingest import UNLABELLED
 from coclr.losses import mil_nce
 from coclr.mining import mine_positives, purity, purity_baseline
 from coclr.models import encoder_state, load_encoder, load_model, place
+from coclr.naming import other
 from coclr.training import stage
 from coclr.training.trainer import StepResult
 
@@ -26,10 +27,6 @@ def add_arguments(parser) -> None:
     stage.add_arguments(parser)
     parser.add_argument("--init", required=True, help="latest checkpoint of the trained view")
     parser.add_argument("--miner", required=True, help="latest checkpoint of the other view (frozen)")
-
-
-def other(view) -> str:
-    return "flow" if view == "rgb" else "rgb"
 
 
 def load_miner(path, view, device):

@@ -8,12 +8,13 @@ from snakemake.exceptions import WorkflowError
 
 from coclr import config as coclr_config
 from coclr import ingest as coclr_ingest
+from coclr import naming
 
 coclr_config.validate(config)
 coclr_config.check_dataset_paths(config, config["dataset"])
 
 DATASETS = list(config["datasets"])
-VIEWS = ["rgb", "flow"]
+VIEWS = list(naming.VIEWS)
 
 
 wildcard_constraints:
@@ -66,13 +67,17 @@ def cycles(dataset):
 
 def latest_model(dataset, view, cycle):
     """The newest weights of `view` after `cycle` CoCLR cycles (0 = InfoNCE init)."""
-    return f"models/{dataset}/infonce_{view}.pt" if cycle == 0 else f"models/{dataset}/coclr_c{cycle}_{view}.pt"
+    return model_file(dataset, naming.model_name(naming.latest_method(cycle), view))
+
+
+def model_file(dataset, name):
+    """`models/<dataset>/<method>_<view>.pt` (names: coclr/naming.py)."""
+    return f"models/{dataset}/{name}.pt"
 
 
 def methods(dataset):
     """Every pretrained model of the ablation, by name (random init needs no file)."""
-    names = ["random", "infonce"] + [f"coclr_c{c}" for c in cycles(dataset)] + ["ubernce"]
-    return names
+    return naming.methods(cycles(dataset))
 
 
 def train_launcher():

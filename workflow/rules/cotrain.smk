@@ -4,14 +4,10 @@
 
 
 def stage_inputs(wildcards):
-    """A stage starts from its view's latest weights and mines with the other view's latest."""
-    cycle, view = int(wildcards.cycle), wildcards.view
-    other = "flow" if view == "rgb" else "rgb"
-    miner_cycle = cycle - 1 if view == "rgb" else cycle  # flow stages follow the RGB stage of their cycle
-    return {
-        "init": latest_model(wildcards.dataset, view, cycle - 1),
-        "miner": latest_model(wildcards.dataset, other, miner_cycle),
-    }
+    """A stage starts from its view's latest weights and mines with the other view's latest (the schedule:
+    `stage_models` in coclr/naming.py)."""
+    models = naming.stage_models(int(wildcards.cycle), wildcards.view)
+    return {role: model_file(wildcards.dataset, name) for role, name in models.items()}
 
 
 rule cotrain:

@@ -11,13 +11,13 @@ RUN = "results/{scope}/split{split}/{task}/{method}_{view}"
 
 
 wildcard_constraints:
-    method=r"random|infonce|ubernce|coclr_c\d+",
+    method=naming.METHOD_PATTERN,
     task="linear_probe|retrieval|finetune",
 
 
 def finetune_methods(dataset):
     """Fine-tuning is the costly evaluation: only the final CoCLR models by default."""
-    return [f"coclr_c{max(cycles(dataset))}"]
+    return [naming.coclr_method(max(cycles(dataset)))]
 
 
 def task_methods(dataset, task):
@@ -30,7 +30,7 @@ def model_input(wildcards):
     if wildcards.method == "random":
         return {}
     _, pretrained = scope_datasets(wildcards.scope)
-    return {"model": f"models/{pretrained}/{wildcards.method}_{wildcards.view}.pt"}
+    return {"model": model_file(pretrained, naming.model_name(wildcards.method, wildcards.view))}
 
 
 def model_source(wildcards, input):
@@ -56,7 +56,7 @@ def task_runs(name, task, split):
     """Every per-model result of `task` on one split of the pair `name`."""
     _, pretrained = scope_datasets(name)
     return expand(RUN + ".json", scope=name, split=split, task=task, method=task_methods(pretrained, task),
-                  view=VIEWS + ["two_stream"])
+                  view=naming.RESULT_VIEWS)
 
 
 def collect_args(wildcards):

@@ -6,11 +6,11 @@
 
 def training_stages(dataset):
     """Every trained model: the stages that wrote runs/{dataset}/{stage}/metrics.csv."""
-    return [f"{method}_{view}" for method in methods(dataset) if method != "random" for view in VIEWS]
+    return [naming.model_name(method, view) for method in methods(dataset) if method != "random" for view in VIEWS]
 
 
 def coclr_stages(dataset):
-    return [stage for stage in training_stages(dataset) if stage.startswith("coclr_")]
+    return [stage for stage in training_stages(dataset) if naming.cycle_of(naming.parse_model_name(stage)[0])]
 
 
 def stage_files(pattern, stages):
@@ -80,7 +80,7 @@ rule figure_tsne:
 
 rule figure_retrieval:
     input:
-        final=lambda w: first_split_features(w.dataset, f"coclr_c{max(cycles(w.dataset))}", "rgb"),
+        final=lambda w: first_split_features(w.dataset, naming.coclr_method(max(cycles(w.dataset))), "rgb"),
         baseline=lambda w: first_split_features(w.dataset, "infonce", "rgb"),
         manifest="data/{dataset}/manifest.csv",
         frames=frame_shards,

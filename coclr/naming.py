@@ -1,0 +1,69 @@
+"""The names of models and results, and which models start and mine each CoCLR stage.
+
+One home for the rules that the entry points and the Snakemake rules (through
+common.smk) share: a model is one method trained on one view and is called
+``{method}_{view}`` (``models/ucf101/coclr_c2_rgb.pt``, ``runs/ucf101/infonce_flow/``);
+a result also has the ``two_stream`` view, the RGB and flow models of one method
+combined. Methods: ``random`` (random init), ``infonce``, ``coclr_c1`` ..
+``coclr_cN`` (after each CoCLR cycle) and ``ubernce`` (the label oracle).
+"""
+
+import re
+
+VIEWS = ("rgb", "flow")  # a network's input: each method trains one model per view
+TWO_STREAM = "two_stream"
+RESULT_VIEWS = (*VIEWS, TWO_STREAM)  # what a result (probe, retrieval, fine-tune, embedding) evaluates
+METHOD_PATTERN = r"random|infonce|ubernce|coclr_c\d+"
+
+
+def other(view) -> str:
+    """The view that mines positives for ``view`` in CoCLR (and the one it mines for)."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    return "flow" if view == "rgb" else "rgb"
+
+
+def model_name(method, view) -> str:
+    """``("coclr_c2", "rgb")`` -> ``coclr_c2_rgb``: the file and run name of a model, the name of a result."""
+    return f"{method}_{view}"
+
+
+def parse_model_name(name) -> tuple:
+    """``coclr_c2_rgb`` -> ``("coclr_c2", "rgb")``; ``coclr_c2_two_stream`` -> ``("coclr_c2", "two_stream")``."""
+    for view in RESULT_VIEWS:
+        method = name.removesuffix(f"_{view}")
+        if method and method != name:
+            return method, view
+    raise ValueError(f"{name!r} is not a model name <method>_<view> (view: {', '.join(RESULT_VIEWS)})")
+
+
+def coclr_method(cycle) -> str:
+    return f"coclr_c{cycle}"
+
+
+def cycle_of(method):
+    """``coclr_c2`` -> 2; None for a method that is not a CoCLR cycle."""
+    match = re.fullmatch(r"coclr_c(\d+)", method)
+    return int(match.group(1)) if match else None
+
+
+def methods(cycles) -> list:
+    """Every method of the ablation, in its row order, for CoCLR cycles ``cycles`` (1 .. N)."""
+    return ["random", "infonce", *(coclr_method(c) for c in cycles), "ubernce"]
+
+
+def latest_method(cycle) -> str:
+    """The method whose weights of a view are newest after ``cycle`` CoCLR cycles (0: the InfoNCE init)."""
+    return "infonce" if cycle == 0 else coclr_method(cycle)
+
+
+def stage_models(cycle, view) -> dict:
+    """The CoCLR stage training ``view`` in ``cycle``: the model it starts from (``init``) and the frozen one
+    that mines its positives (``miner``).
+
+    Each cycle trains RGB (mined by flow), then flow (mined by the RGB just trained): a stage starts
+    from its view's latest weights and mines with the other view's latest.
+    """
+    miner_cycle = cycle - 1 if view == "rgb" else cycle
+    return {"init": model_name(latest_method(cycle - 1), view),
+            "miner": model_name(latest_method(miner_cycle), other(view))}
