@@ -108,6 +108,7 @@ def check_records(tmp_path, results):
         runs = {(run["method"], run["view"]): run for run in collected["runs"]}
         assert set(runs) == {(m, v) for m in evaluated for v in naming.RESULT_VIEWS}
         for (method, view), run in runs.items():
+            assert run.pop("split") == 1  # added by `ablation collect`; the rest is the record as written
             assert set(records.KEYS) <= set(run) <= {*records.KEYS, *records.FIELDS}, (task, method, view)
             assert run["metrics"] and all(0 <= value <= 100 for value in run["metrics"].values())
             assert collected["results"][method][view] == run["metrics"]  # one split: its mean is itself
