@@ -5,8 +5,8 @@
 
 
 def embed_models(wildcards):
-    views = ["rgb", "flow"] if wildcards.stream == "two_stream" else [wildcards.stream]
-    return expand("models/{dataset}/{method}_{view}.pt", dataset=wildcards.dataset, method=wildcards.method, view=views)
+    views = VIEWS if wildcards.stream == naming.TWO_STREAM else [wildcards.stream]
+    return [model_file(wildcards.dataset, naming.model_name(wildcards.method, view)) for view in views]
 
 
 def embed_settings(dataset):
@@ -18,9 +18,9 @@ def embed_settings(dataset):
 
 def unlabelled_targets(dataset):
     """An unlabelled dataset's results: every pretrained model and the final CoCLR models' embeddings."""
-    final = f"coclr_c{max(cycles(dataset))}"
+    final = naming.coclr_method(max(cycles(dataset)))
     models = [latest_model(dataset, view, cycle) for cycle in [0, *cycles(dataset)] for view in VIEWS]
-    return models + [f"embeddings/{dataset}/{final}_two_stream.parquet"]
+    return models + [f"embeddings/{dataset}/{naming.model_name(final, naming.TWO_STREAM)}.parquet"]
 
 
 rule embed:
@@ -30,8 +30,8 @@ rule embed:
     output:
         "embeddings/{dataset}/{method}_{stream}.parquet",
     wildcard_constraints:
-        method=r"infonce|ubernce|coclr_c\d+",
-        stream="rgb|flow|two_stream",
+        method=r"infonce|ubernce|coclr_c\d+",  # trained methods: naming.METHOD_PATTERN less random init
+        stream="|".join(naming.RESULT_VIEWS),
     params:
         settings=lambda w: embed_settings(w.dataset),
     threads: config["resources"]["threads"]
