@@ -116,7 +116,10 @@ def embed(features, seed=0) -> np.ndarray:
     from sklearn.manifold import TSNE  # slow to import: only this figure needs it
 
     points = centred(features).numpy()
-    perplexity = min(30.0, max(2.0, (len(points) - 1) / 3))  # t-SNE needs perplexity < samples
+    if len(points) < 2:
+        return np.zeros((len(points), 2), dtype=np.float32)  # one video: nothing to lay out
+    # t-SNE needs 0 < perplexity < samples: a few test videos (a tiny split) get a smaller one.
+    perplexity = min(30.0, max(2.0, (len(points) - 1) / 3), len(points) - 1.001)
     return TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
 

@@ -84,6 +84,7 @@ def paper_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.paper
 @pytest.mark.timeout(1800)  # the DAG (fixture) included: minutes on an idle 2-core machine, far more on a loaded one
 def test_paper_preset_end_to_end_on_real_footage(paper_run):
     _, _, workdir, rows = paper_run
@@ -108,6 +109,7 @@ def test_paper_preset_end_to_end_on_real_footage(paper_run):
 
 
 @pytest.mark.slow
+@pytest.mark.paper
 @pytest.mark.timeout(1800)
 def test_paper_preset_with_reference_layout_flow(paper_run):
     """3-channel (128, y, x) flow through the smallest target that trains and evaluates it: flow InfoNCE

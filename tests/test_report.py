@@ -159,3 +159,10 @@ def test_ablation_table_as_html():
     assert "<table" in html and "linear probe top-1, RGB" in html
     assert "<td>46.8</td>" in html and "<td>-</td>" in html
     assert html.count("<th>") == 1 + 3 and html.count("<td>") == 1 + 3  # method, then each view of the task
+
+
+@pytest.mark.parametrize("videos", [1, 2, 3])
+def test_tsne_of_a_tiny_test_split_lays_out_every_video(videos):
+    """A split with a handful of test videos (the paper-preset test has two) still gets its panel."""
+    points = report.embed(torch.randn(videos, 16))
+    assert points.shape == (videos, 2) and np.isfinite(points).all()
