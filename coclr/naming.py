@@ -13,7 +13,8 @@ import re
 VIEWS = ("rgb", "flow")  # a network's input: each method trains one model per view
 TWO_STREAM = "two_stream"
 RESULT_VIEWS = (*VIEWS, TWO_STREAM)  # what a result (probe, retrieval, fine-tune, embedding) evaluates
-METHOD_PATTERN = r"random|infonce|ubernce|coclr_c\d+"
+TRAINED_METHOD_PATTERN = r"infonce|ubernce|coclr_c\d+"  # the methods that have model files
+METHOD_PATTERN = rf"random|{TRAINED_METHOD_PATTERN}"
 
 
 def other(view) -> str:

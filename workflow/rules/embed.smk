@@ -30,7 +30,7 @@ rule embed:
     output:
         "embeddings/{dataset}/{method}_{stream}.parquet",
     wildcard_constraints:
-        method=r"infonce|ubernce|coclr_c\d+",  # trained methods: naming.METHOD_PATTERN less random init
+        method=naming.TRAINED_METHOD_PATTERN,
         stream="|".join(naming.RESULT_VIEWS),
     params:
         settings=lambda w: embed_settings(w.dataset),
