@@ -25,7 +25,6 @@ import random
 
 import torch
 import torch.nn.functional as nnf
-from torchvision.io import decode_jpeg
 
 from coclr.flow.quantise import BOUND  # the stored flow's range in pixels, also the scale of flow network input
 from coclr.shards import EncodedClip
@@ -82,6 +81,10 @@ def decode_clips(clips, device):
     nvJPEG, so the loader's CPU cores only read bytes (11 ms of CPU a paper-size clip
     otherwise). On the CPU it is the same libjpeg decode as the loader's.
     """
+    # Imported here: torchvision's package import costs every training and evaluation job ~2.5 s
+    # of start-up (it loads torch._dynamo), and only this path (`resources.jpeg_decode: device`) needs it.
+    from torchvision.io import decode_jpeg
+
     frames = decode_jpeg([jpeg for clip in clips for jpeg in clip.jpegs], device=device)
     out, start = [], 0
     for clip in clips:
