@@ -35,7 +35,7 @@ import torch
 from coclr.shards import VIDEOS, create_shard, decode_jpegs, frame_store, list_videos
 from coclr.frames import extract_shard
 from coclr.ingest import build_manifest, ucf101_entries
-from coclr.synthetic import Config, generate
+from coclr.synthetic import design, generate
 
 MEASURED = Path(__file__).with_name("measured.json")
 CLIP = 32
@@ -71,7 +71,7 @@ def make_shards(root, size=240, frames=64, videos_per_shard=12, seed=0) -> dict:
     """
     root = Path(root)
     videos = root / "videos"
-    cfg = Config(classes=4, train_groups=2, test_groups=1, clips_per_group=2, frames=frames, size=size, seed=seed)
+    cfg = design(classes=4, train_groups=2, test_groups=1, clips_per_group=2, frames=frames, size=size, seed=seed)
     generate(cfg, videos, workers=2)
     manifest, _, _ = build_manifest(ucf101_entries(videos, videos, name="synthetic"), videos_per_shard)
     shards, total = [], {"frames": 0, "seconds": 0.0}

@@ -191,6 +191,11 @@ def complete_settings(partial: dict) -> dict:
     return settings
 
 
+def generator_defaults() -> dict:
+    """The synthetic generator's parameters at their schema defaults (``datasets.<d>.generate``)."""
+    return {key: spec["default"] for key, spec in schema()["$defs"]["generate"]["properties"].items()}
+
+
 def load(path=None, overrides=None) -> dict:
     """Read, merge and validate a config file (what the entry points use when run by hand)."""
     path = Path(path or DEFAULT_CONFIG)
@@ -283,8 +288,8 @@ def settings_markdown() -> str:
                      "and are merged over the chosen preset (both are validated).",
                      _rows(defs["preset"], ""))
     lines += section("Datasets (`datasets.<name>`)",
-                     "Where a dataset's videos are; only `splits` has a default (the other keys depend on `format`). "
-                     "A `generate` key left out takes its value in `coclr.synthetic.Config`, the generator's design.",
+                     "Where a dataset's videos are; only `splits` and the synthetic generator's `generate` keys have "
+                     "defaults (the other keys depend on `format`).",
                      _rows(defs["dataset"], ""))
     return "\n".join(lines)
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from coclr.config import generator_defaults
+
 # Motion classes. Each entry maps frame index t and the clip's random draw `p` to the
 # actor's pose relative to its start: (dx, dy) in pixels at a 40-pixel frame, rotation
 # in degrees, log-scale. `p.v` is a speed in [0.75, 1.25] times Config.speed, `p.sign`
@@ -59,23 +61,29 @@ MOTIONS = {
 
 @dataclass(frozen=True)
 class Config:
-    """Dataset design. Pixel quantities are for a 40-pixel frame and scale with `size`."""
+    """Dataset design (``datasets.<d>.generate``; defaults and meanings in the schema, docs/settings.md).
+    Pixel quantities are for a 40-pixel frame and scale with `size`."""
 
-    classes: int = 10
-    train_groups: int = 18  # groups test_groups+1 .. test_groups+train_groups
-    test_groups: int = 7  # groups 1 .. test_groups, as UCF101 split 1
-    clips_per_group: int = 4
-    frames: int = 16
-    size: int = 40
-    fps: int = 25
-    seed: int = 0
-    pan: float = 0.0  # maximum camera speed, pixels per frame
-    shake: float = 0.0  # camera jitter: standard deviation of a per-frame offset, pixels
-    distractors: int = 0  # drifting sprites that do not carry the class
-    distractor_speed: float = 1.0  # maximum distractor speed, pixels per frame
-    speed: float = 1.5  # multiplies every motion amplitude in MOTIONS
-    actor_size: float = 0.5  # mean side of an actor sprite, fraction of the frame
-    grain: float = 3.0  # background texture feature size is size / grain
+    classes: int
+    train_groups: int  # groups test_groups+1 .. test_groups+train_groups
+    test_groups: int  # groups 1 .. test_groups, as UCF101 split 1
+    clips_per_group: int
+    frames: int
+    size: int
+    fps: int
+    seed: int
+    pan: float  # maximum camera speed, pixels per frame
+    shake: float  # camera jitter: standard deviation of a per-frame offset, pixels
+    distractors: int  # drifting sprites that do not carry the class
+    distractor_speed: float  # maximum distractor speed, pixels per frame
+    speed: float  # multiplies every motion amplitude in MOTIONS
+    actor_size: float  # mean side of an actor sprite, fraction of the frame
+    grain: float  # background texture feature size is size / grain
+
+
+def design(**given) -> Config:
+    """A :class:`Config` with every parameter not ``given`` at its schema default."""
+    return Config(**{**generator_defaults(), **given})
 
 
 @dataclass(frozen=True)
@@ -263,11 +271,10 @@ def generate(cfg: Config, out, workers: int = 2) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = Config()
+    defaults = generator_defaults()
     parser.add_argument("--out", required=True, help="output root (UCF101 layout)")
     for f in fields(Config):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
-                            default=getattr(defaults, f.name))
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=f.type, default=defaults[f.name])
     parser.add_argument("--workers", type=int, default=2)
 
 

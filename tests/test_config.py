@@ -1,12 +1,14 @@
 """Configuration: the shipped config validates; mistakes name the key and the fix; the schema is
 the one definition of every setting, and resolving gives every key of it."""
 
+import argparse
 import copy
+import dataclasses
 
 import pytest
 import yaml
 
-from coclr import config
+from coclr import config, synthetic
 
 SHIPPED = yaml.safe_load(config.DEFAULT_CONFIG.read_text())
 
@@ -176,3 +178,20 @@ def test_settings_doc_is_rendered_from_the_schema():
     assert config.SETTINGS_DOC.read_text() == config.settings_markdown(), (
         "docs/settings.md is out of date: python -c 'from coclr import config; "
         "config.SETTINGS_DOC.write_text(config.settings_markdown())'")
+
+
+def test_the_generators_parameters_default_in_the_schema_for_synthetic_datasets_only():
+    cfg = shipped()
+    cfg["datasets"]["partial"] = {"format": "synthetic", "generate": {"classes": 3, "seed": 5}}
+    cfg["datasets"]["bare"] = {"format": "synthetic"}
+    config.validate(cfg)
+    defaults = config.generator_defaults()
+    assert set(defaults) == {f.name for f in dataclasses.fields(synthetic.Config)}
+    assert cfg["datasets"]["partial"]["generate"] == {**defaults, "classes": 3, "seed": 5}
+    assert cfg["datasets"]["bare"]["generate"] == defaults
+    assert "generate" not in cfg["datasets"]["ucf101"]
+    assert synthetic.design(seed=5) == synthetic.Config(**{**defaults, "seed": 5})
+    parser = argparse.ArgumentParser()
+    synthetic.add_arguments(parser)
+    by_hand = parser.parse_args(["--out", "x"])  # `python -m coclr synthesize` takes the same defaults
+    assert {key: getattr(by_hand, key) for key in defaults} == defaults

@@ -60,7 +60,7 @@ def test_train_and_test_groups_are_disjoint(dataset):
 
 
 def test_video_decodes_close_to_the_rendered_frames(dataset):
-    cfg = synthetic.Config(**SMALL)
+    cfg = synthetic.design(**SMALL)
     spec = synthetic.video_specs(cfg)[0]
     rendered, _ = synthetic.render(cfg, spec)
     decoded = decode(dataset / spec.path)
@@ -68,14 +68,14 @@ def test_video_decodes_close_to_the_rendered_frames(dataset):
 
 
 def test_deterministic_by_seed(tmp_path):
-    cfg = synthetic.Config(**SMALL)
+    cfg = synthetic.design(**SMALL)
     spec = synthetic.video_specs(cfg)[5]
     a, pose_a = synthetic.render(cfg, spec)
     b, pose_b = synthetic.render(cfg, spec)
     assert np.array_equal(a, b) and np.array_equal(pose_a, pose_b)
-    other, _ = synthetic.render(synthetic.Config(**{**SMALL, "seed": 4}), spec)
+    other, _ = synthetic.render(synthetic.design(**{**SMALL, "seed": 4}), spec)
     assert not np.array_equal(a, other)
-    small = synthetic.Config(**{**SMALL, "classes": 1, "train_groups": 1, "clips_per_group": 1})
+    small = synthetic.design(**{**SMALL, "classes": 1, "train_groups": 1, "clips_per_group": 1})
     for workers, out in ((1, tmp_path / "a"), (2, tmp_path / "b")):
         synthetic.generate(small, out, workers)
     for path in ("RiseUp/v_RiseUp_g01_c01.avi", "RiseUp/v_RiseUp_g02_c01.avi", "trainlist01.txt"):
@@ -83,7 +83,7 @@ def test_deterministic_by_seed(tmp_path):
 
 
 def many_videos():
-    cfg = synthetic.Config(classes=10, train_groups=6, test_groups=0, clips_per_group=3, frames=12, size=32)
+    cfg = synthetic.design(classes=10, train_groups=6, test_groups=0, clips_per_group=3, frames=12, size=32)
     return [(spec, *synthetic.render(cfg, spec)) for spec in synthetic.video_specs(cfg)]
 
 

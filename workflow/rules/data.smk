@@ -6,7 +6,8 @@ SPLIT_NAMES = ["classInd.txt", "trainlist01.txt", "testlist01.txt"]
 
 
 def generate_args(wildcards):
-    gen = dataset_entry(wildcards.dataset).get("generate", {})
+    """Every generator parameter (the schema filled in its defaults)."""
+    gen = dataset_entry(wildcards.dataset)["generate"]
     return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in gen.items())
 
 
