@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny synthetic dataset, generated, ingested and extracted once per run."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,18 +31,31 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory):
-    """Videos, manifest, frame and flow shards of a 4-class synthetic set (60 videos, 3 shards)."""
-    root = tmp_path_factory.mktemp("tiny")
-    videos = root / "videos"
+def tiny_dataset(tmp_path_factory, worker_id):
+    """Videos, manifest, frame and flow shards of a 4-class synthetic set (60 videos, 3 shards), read-only.
+
+    Built once per test run: under pytest-xdist the first worker that asks builds it in the run's
+    shared temporary folder while the others wait on its lock (building it cost each worker ~100 s).
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "tiny"
+    with FileLock(f"{root}.lock"):
+        if not (root / "complete").exists():
+            build_tiny_dataset(root)
+            (root / "complete").touch()
+    shards = sorted(pd.read_csv(root / "manifest.csv")["shard"].unique())
+    return {"root": root, "videos": root / "videos", "manifest": root / "manifest.csv",
+            "frames": [root / "frames" / f"shard_{shard:05d}.h5" for shard in shards],
+            "flow": [root / "flow" / f"shard_{shard:05d}.h5" for shard in shards]}
+
+
+def build_tiny_dataset(root):
+    shutil.rmtree(root, ignore_errors=True)  # a build interrupted before `complete` starts again
+    videos, manifest = root / "videos", root / "manifest.csv"
     gen = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     coclr("synthesize", "--out", videos, *gen, "--workers", 2)
-    manifest = root / "manifest.csv"
     coclr("ingest", "--format", "synthetic", "--root", videos, "--videos-per-shard", 20, "--out", manifest)
-    frames, flow = [], []
     for shard in sorted(pd.read_csv(manifest)["shard"].unique()):
-        frames.append(root / "frames" / f"shard_{shard:05d}.h5")
-        flow.append(root / "flow" / f"shard_{shard:05d}.h5")
-        coclr("frames", "--manifest", manifest, "--shard", shard, "--out", frames[-1])
-        coclr("flow", "--frames", frames[-1], "--out", flow[-1], "--batch-size", 64, *FAST_FLOW)
-    return {"root": root, "videos": videos, "manifest": manifest, "frames": frames, "flow": flow}
+        frames, flow = root / "frames" / f"shard_{shard:05d}.h5", root / "flow" / f"shard_{shard:05d}.h5"
+        coclr("frames", "--manifest", manifest, "--shard", shard, "--out", frames)
+        coclr("flow", "--frames", frames, "--out", flow, "--batch-size", 64, *FAST_FLOW)

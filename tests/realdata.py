@@ -27,6 +27,8 @@ SOURCE_FRAMES = {"bikes": 250, "carphone": 120}  # frames in each shipped clip
 # Four nominal classes: each source, straight and mirrored.
 CLASSES = {"Biking": ("bikes", False), "BikingMirrored": ("bikes", True),
            "Phoning": ("carphone", False), "PhoningMirrored": ("carphone", True)}
+# The layouts of the workflow tests that evaluate on real footage: every split, one 12-frame clip a group.
+SMALL = dict(groups=3, clips=1, frames=12, size=(80, 60))
 
 
 def footage(name: str) -> Path:

@@ -2,7 +2,8 @@
 
 Fixtures are real footage cut into the official UCF101 and HMDB51 layouts (tests/realdata.py).
 The dry runs check the wiring (which models, which shards, which settings, how many jobs);
-the slow test runs one transfer pair end to end on two splits.
+one transfer pair runs end to end in tests/test_workflow.py, with the whole pipeline (one
+pretraining chain for both).
 """
 
 import json
@@ -16,31 +17,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 import realdata
 from conftest import REPO, coclr
 from coclr.config import ConfigError, complete_settings, load, validate
-from test_workflow import TINY_CONFIG, planned_jobs
-
-SMALL = dict(groups=3, clips=1, frames=12, size=(80, 60))
+from test_workflow import planned_jobs, write_config
 
 
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
-    return {"ucf101": realdata.ucf101_layout(root / "ucf101", **SMALL),
-            "hmdb51": realdata.hmdb51_layout(root / "hmdb51", **SMALL)}
-
-
-def write_config(path, datasets, videos_per_shard=None):
-    """A --configfile with the fixture datasets merged over the tiny one."""
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["datasets"].update(datasets)
-    if videos_per_shard:
-        config["ingest"]["videos_per_shard"] = videos_per_shard
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return {"ucf101": realdata.ucf101_layout(root / "ucf101", **realdata.SMALL),
+            "hmdb51": realdata.hmdb51_layout(root / "hmdb51", **realdata.SMALL)}
 
 
 def snakemake(workdir, configfile, *args):
@@ -221,27 +209,3 @@ def test_pretraining_ignores_test_videos_and_labels_except_for_ubernce(small_sha
         assert same(runs["manifest.csv", "infonce", view], runs["shuffled.csv", "infonce", view])
     assert not same(runs["manifest.csv", "ubernce", "rgb"], runs["shuffled.csv", "ubernce", "rgb"])  # the control
     assert same(*cotrained)
-
-
-# -- one transfer pair end to end --------------------------------------------------------------
-
-@pytest.mark.slow
-def test_a_transfer_pair_end_to_end(layouts, tmp_path):
-    """Pretrained on the tiny synthetic set, evaluated on real footage in UCF101's layout, split 2
-    (the dry runs above cover several splits; tests/test_evaluation.py their mean)."""
-    configfile = write_config(tmp_path / "pair.yaml", {"ucf101": {**layouts["ucf101"], "splits": [2]}})
-    snakemake(tmp_path, configfile, "--cores", 2, "results/ucf101/pretrained_synthetic/ablation.md")
-    results = tmp_path / "results" / "ucf101" / "pretrained_synthetic"
-    ablation = json.loads((results / "ablation.json").read_text())
-    assert ablation["splits"] == [2]
-    assert [row["method"] for row in ablation["rows"]] == ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]
-    final = next(row for row in ablation["rows"] if row["method"] == "coclr_c2")
-    for task in ("linear_probe", "retrieval", "finetune"):
-        assert all(final[task][view] is not None for view in ("rgb", "flow", "two_stream")), task
-    assert "| CoCLR, cycle 2 |" in (results / "ablation.md").read_text()
-    features = torch.load(tmp_path / "features/ucf101/pretrained_synthetic/split2/coclr_c2_rgb.pt", weights_only=True)
-    assert features["checkpoint"]["path"] == "models/synthetic/coclr_c2_rgb.pt"
-    test_ids = set(features["test"]["video_ids"])
-    assert test_ids and all("_g02_" in v for v in test_ids)  # split 2 tests group 2
-    assert not (tmp_path / "models" / "ucf101").exists()  # nothing was pretrained on the evaluation dataset
-    assert len(list((tmp_path / "data/ucf101/frames").glob("*.h5"))) == shard_count(tmp_path, "ucf101")

@@ -7,24 +7,36 @@ import sys
 import pandas as pd
 import pytest
 import torch
+import yaml
 from matplotlib.image import imread
 
 from coclr import naming
 from coclr.evaluation import records
 from coclr.io import sha256
 from conftest import REPO
+import realdata
 from realdata import ucf101_layout
 
 TINY_CONFIG = REPO / "tests" / "fixtures" / "tiny_config.yaml"
 
 
-def snakemake(workdir, *args, check=True):
+def snakemake(workdir, *args, check=True, configfile=TINY_CONFIG):
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(TINY_CONFIG), *map(str, args)]
+               "--configfile", str(configfile), *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True)
     if check:
         assert result.returncode == 0, f"snakemake {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def write_config(path, datasets, videos_per_shard=None):
+    """A --configfile with the fixture datasets merged over the tiny one."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["datasets"].update(datasets)
+    if videos_per_shard:
+        config["ingest"]["videos_per_shard"] = videos_per_shard
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def planned_jobs(output: str) -> dict:
@@ -146,18 +158,50 @@ def check_ablation(results, methods):
         assert cells[1:] == expected
 
 
+@pytest.fixture(scope="module")
+def whole_pipeline(tmp_path_factory):
+    """Every result of the tiny synthetic set (the default target), and its models evaluated on real
+    footage in UCF101's layout, split 2 (a transfer pair): one run, so one pretraining chain serves both."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    ucf101 = {**realdata.ucf101_layout(workdir.parent / f"{workdir.name}_ucf101", **realdata.SMALL), "splits": [2]}
+    configfile = write_config(workdir.parent / f"{workdir.name}.yaml", {"ucf101": ucf101})
+    snakemake(workdir, "--cores", 2, "all", "results/ucf101/pretrained_synthetic/ablation.md", configfile=configfile)
+    return workdir
+
+
 @pytest.mark.slow
-def test_the_whole_pipeline_end_to_end(tmp_path):
-    snakemake(tmp_path, "--cores", 2)
-    results = tmp_path / "results" / "synthetic"
-    check_ablation(results, check_records(tmp_path, results))
-    model = torch.load(tmp_path / "models/synthetic/coclr_c2_rgb.pt", weights_only=True)
+def test_the_whole_pipeline_end_to_end(whole_pipeline):
+    results = whole_pipeline / "results" / "synthetic"
+    check_ablation(results, check_records(whole_pipeline, results))
+    model = torch.load(whole_pipeline / "models/synthetic/coclr_c2_rgb.pt", weights_only=True)
     assert model["meta"]["epochs"] == 2
-    purity = pd.read_csv(tmp_path / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
+    purity = pd.read_csv(whole_pipeline / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
     assert purity.notna().any() and purity.dropna().between(0, 1).all()
     for figure in ("curves", "purity", "tsne", "retrieval", "flow"):
         assert imread(results / "figures" / f"{figure}.png").ndim == 3, figure
     assert "CoCLR, cycle 2" in (results / "ablation.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_transfer_pair_end_to_end(whole_pipeline):
+    """The synthetic models on UCF101's split 2 (tests/test_transfer.py's dry runs cover several
+    splits and pairs; tests/test_evaluation.py the mean over splits)."""
+    results = whole_pipeline / "results" / "ucf101" / "pretrained_synthetic"
+    ablation = json.loads((results / "ablation.json").read_text())
+    assert ablation["splits"] == [2]
+    assert [row["method"] for row in ablation["rows"]] == ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]
+    final = next(row for row in ablation["rows"] if row["method"] == "coclr_c2")
+    for task in ("linear_probe", "retrieval", "finetune"):
+        assert all(final[task][view] is not None for view in ("rgb", "flow", "two_stream")), task
+    assert "| CoCLR, cycle 2 |" in (results / "ablation.md").read_text()
+    features = torch.load(whole_pipeline / "features/ucf101/pretrained_synthetic/split2/coclr_c2_rgb.pt",
+                          weights_only=True)
+    assert features["checkpoint"]["path"] == "models/synthetic/coclr_c2_rgb.pt"
+    test_ids = set(features["test"]["video_ids"])
+    assert test_ids and all("_g02_" in v for v in test_ids)  # split 2 tests group 2
+    assert not (whole_pipeline / "models" / "ucf101").exists()  # nothing was pretrained on the evaluation dataset
+    shards = pd.read_csv(whole_pipeline / "data/ucf101/manifest.csv")["shard"].nunique()
+    assert len(list((whole_pipeline / "data/ucf101/frames").glob("*.h5"))) == shards
 
 
 def test_timeline_reads_a_run_log():
