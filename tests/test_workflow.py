@@ -170,6 +170,7 @@ def whole_pipeline(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the DAG (fixture) included: ~5 minutes idle, ~8 beside the rest of the suite
 def test_the_whole_pipeline_end_to_end(whole_pipeline):
     results = whole_pipeline / "results" / "synthetic"
     check_ablation(results, check_records(whole_pipeline, results))
@@ -183,6 +184,7 @@ def test_the_whole_pipeline_end_to_end(whole_pipeline):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_a_transfer_pair_end_to_end(whole_pipeline):
     """The synthetic models on UCF101's split 2 (tests/test_transfer.py's dry runs cover several
     splits and pairs; tests/test_evaluation.py the mean over splits)."""
