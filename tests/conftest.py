@@ -25,6 +25,20 @@ def coclr(*args, cwd=None):
     return result
 
 
+def pytest_collection_modifyitems(items):
+    """Longest files first: those whose tests run a whole DAG (marked with a long timeout), then the
+    other end-to-end (slow) ones. Under pytest-xdist the long runs start at once and the short
+    tests fill the cores at the end, instead of one long run finishing alone."""
+    def rank(item):
+        marker = item.get_closest_marker("timeout")
+        return 0 if marker and marker.args and marker.args[0] > 600 else 1 if item.get_closest_marker("slow") else 2
+
+    first = {}
+    for item in items:
+        first[item.path] = min(first.get(item.path, 2), rank(item))
+    items.sort(key=lambda item: first[item.path])  # stable: the order within a file is kept
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
