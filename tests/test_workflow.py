@@ -1,4 +1,4 @@
-"""The Snakemake workflow: dry runs of the DAG, the data stage for real, the whole chain end to end."""
+"""The Snakemake workflow: dry runs of the DAG, the data stage for real, the CoCLR chain and a transfer pair end to end."""
 
 import json
 import subprocess
@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from matplotlib.image import imread
 
 from coclr import naming
 from coclr.evaluation import records
@@ -110,29 +109,29 @@ def test_data_stage_runs_for_real(tmp_path):
     assert (tmp_path / "data/synthetic/frames/shard_00000.h5").exists()
 
 
-def check_records(tmp_path, results):
-    """Per-model records: one schema, values in range, checkpoints and epochs that match the models."""
+def check_records(workdir, results, *, split, models, pretrained, train_videos, test_videos, probe_epochs):
+    """Per-model records of one evaluation pair: one schema, values in range, checkpoints (of
+    ``models/<models>/``) and epochs (``pretrained``: method -> epochs) that match the models."""
     methods = naming.methods([1, 2])
-    pretrained = {"infonce": 1, "coclr_c1": 2, "coclr_c2": 2, "ubernce": 1}  # epochs of tiny_config.yaml
     for task, evaluated in (("linear_probe", methods), ("retrieval", methods), ("finetune", ["coclr_c2"])):
         collected = json.loads((results / f"{task}.json").read_text())
-        assert collected["task"] == task and collected["splits"] == [1]
+        assert collected["task"] == task and collected["splits"] == [split]
         runs = {(run["method"], run["view"]): run for run in collected["runs"]}
         assert set(runs) == {(m, v) for m in evaluated for v in naming.RESULT_VIEWS}
         for (method, view), run in runs.items():
-            assert run.pop("split") == 1  # added by `ablation collect`; the rest is the record as written
+            assert run.pop("split") == split  # added by `ablation collect`; the rest is the record as written
             assert set(records.KEYS) <= set(run) <= {*records.KEYS, *records.FIELDS}, (task, method, view)
             assert run["metrics"] and all(0 <= value <= 100 for value in run["metrics"].values())
             assert collected["results"][method][view] == run["metrics"]  # one split: its mean is itself
             views = naming.VIEWS if view == naming.TWO_STREAM else [view]
-            files = [] if method == "random" else [f"models/synthetic/{naming.model_name(method, v)}.pt" for v in views]
-            assert [(c["path"], c["sha256"]) for c in run["checkpoints"]] == [(f, sha256(tmp_path / f)) for f in files]
+            files = [] if method == "random" else [f"models/{models}/{naming.model_name(method, v)}.pt" for v in views]
+            assert [(c["path"], c["sha256"]) for c in run["checkpoints"]] == [(f, sha256(workdir / f)) for f in files]
             if task == "linear_probe" and view != naming.TWO_STREAM:
-                assert 1 <= run["probe_epochs"] == run["selection"]["epochs"] <= 5
-                assert run["train_videos"] == 4 * 3 * 3 and run["test_videos"] == 4 * 2 * 3
+                assert 1 <= run["probe_epochs"] == run["selection"]["epochs"] <= probe_epochs
+                assert run["train_videos"] == train_videos and run["test_videos"] == test_videos
             if task == "retrieval":
                 assert run["pretraining_epochs"] == [pretrained.get(method, 0)] * len(views)
-                assert run["queries"] == 4 * 2 * 3 and run["gallery"] == 4 * 3 * 3
+                assert run["queries"] == test_videos and run["gallery"] == train_videos
             if task == "finetune" and view != naming.TWO_STREAM:
                 assert run["chosen_epoch"] == run["trained_epochs"] == 1
     return methods
@@ -159,51 +158,40 @@ def check_ablation(results, methods):
 
 
 @pytest.fixture(scope="module")
-def whole_pipeline(tmp_path_factory):
-    """Every result of the tiny synthetic set (the default target), and its models evaluated on real
-    footage in UCF101's layout, split 2 (a transfer pair): one run, so one pretraining chain serves both."""
+def transfer_pipeline(tmp_path_factory):
+    """The CoCLR chain on the tiny synthetic set (every model) and its models evaluated on real footage
+    in UCF101's layout, split 2: a transfer pair end to end. The evaluation of a dataset on its own
+    models, the report and its figures run end to end in tests/test_paper_preset.py (the same rules)."""
     workdir = tmp_path_factory.mktemp("pipeline")
     ucf101 = {**realdata.ucf101_layout(workdir.parent / f"{workdir.name}_ucf101", **realdata.SMALL), "splits": [2]}
     configfile = write_config(workdir.parent / f"{workdir.name}.yaml", {"ucf101": ucf101})
-    snakemake(workdir, "--cores", 2, "all", "results/ucf101/pretrained_synthetic/ablation.md", configfile=configfile)
+    snakemake(workdir, "--cores", 2, "results/ucf101/pretrained_synthetic/ablation.md", configfile=configfile)
     return workdir
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # the DAG (fixture) included: ~5 minutes idle, ~8 beside the rest of the suite
-def test_the_whole_pipeline_end_to_end(whole_pipeline):
-    results = whole_pipeline / "results" / "synthetic"
-    check_ablation(results, check_records(whole_pipeline, results))
-    model = torch.load(whole_pipeline / "models/synthetic/coclr_c2_rgb.pt", weights_only=True)
+@pytest.mark.timeout(1800)  # the DAG (fixture) included: ~4 minutes idle, ~7 beside the rest of the suite
+def test_the_coclr_chain_and_a_transfer_pair_end_to_end(transfer_pipeline):
+    workdir = transfer_pipeline
+    model = torch.load(workdir / "models/synthetic/coclr_c2_rgb.pt", weights_only=True)
     assert model["meta"]["epochs"] == 2
-    purity = pd.read_csv(whole_pipeline / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
+    purity = pd.read_csv(workdir / "runs/synthetic/coclr_c1_rgb/metrics.csv")["mining_purity"]
     assert purity.notna().any() and purity.dropna().between(0, 1).all()
-    for figure in ("curves", "purity", "tsne", "retrieval", "flow"):
-        assert imread(results / "figures" / f"{figure}.png").ndim == 3, figure
-    assert "CoCLR, cycle 2" in (results / "ablation.html").read_text()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_a_transfer_pair_end_to_end(whole_pipeline):
-    """The synthetic models on UCF101's split 2 (tests/test_transfer.py's dry runs cover several
-    splits and pairs; tests/test_evaluation.py the mean over splits)."""
-    results = whole_pipeline / "results" / "ucf101" / "pretrained_synthetic"
-    ablation = json.loads((results / "ablation.json").read_text())
-    assert ablation["splits"] == [2]
-    assert [row["method"] for row in ablation["rows"]] == ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]
-    final = next(row for row in ablation["rows"] if row["method"] == "coclr_c2")
-    for task in ("linear_probe", "retrieval", "finetune"):
-        assert all(final[task][view] is not None for view in ("rgb", "flow", "two_stream")), task
-    assert "| CoCLR, cycle 2 |" in (results / "ablation.md").read_text()
-    features = torch.load(whole_pipeline / "features/ucf101/pretrained_synthetic/split2/coclr_c2_rgb.pt",
-                          weights_only=True)
+    results = workdir / "results" / "ucf101" / "pretrained_synthetic"
+    classes, groups = len(realdata.CLASSES), realdata.SMALL["groups"]
+    methods = check_records(workdir, results, split=2, models="synthetic",
+                            pretrained={"infonce": 1, "coclr_c1": 2, "coclr_c2": 2, "ubernce": 1},  # tiny_config.yaml
+                            train_videos=classes * (groups - 1), test_videos=classes, probe_epochs=5)
+    check_ablation(results, methods)
+    assert [row["method"] for row in json.loads((results / "ablation.json").read_text())["rows"]] == \
+        ["random", "infonce", "coclr_c1", "coclr_c2", "ubernce"]
+    features = torch.load(workdir / "features/ucf101/pretrained_synthetic/split2/coclr_c2_rgb.pt", weights_only=True)
     assert features["checkpoint"]["path"] == "models/synthetic/coclr_c2_rgb.pt"
     test_ids = set(features["test"]["video_ids"])
     assert test_ids and all("_g02_" in v for v in test_ids)  # split 2 tests group 2
-    assert not (whole_pipeline / "models" / "ucf101").exists()  # nothing was pretrained on the evaluation dataset
-    shards = pd.read_csv(whole_pipeline / "data/ucf101/manifest.csv")["shard"].nunique()
-    assert len(list((whole_pipeline / "data/ucf101/frames").glob("*.h5"))) == shards
+    assert not (workdir / "models" / "ucf101").exists()  # nothing was pretrained on the evaluation dataset
+    shards = pd.read_csv(workdir / "data/ucf101/manifest.csv")["shard"].nunique()
+    assert len(list((workdir / "data/ucf101/frames").glob("*.h5"))) == shards
 
 
 def test_timeline_reads_a_run_log():
