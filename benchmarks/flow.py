@@ -41,15 +41,14 @@ import cv2
 import h5py
 import numpy as np
 import torch
-import yaml
 
+from coclr import config as coclr_config
 from coclr.flow import compute_flow, resolve_method
 from coclr.flow.quantise import dequantise, quantise
 from coclr.flow.extract import AUTO_BATCH, BatchSize, resolve_compile, use_compile_cache
 from tests.realdata import gray_frames
 
 SIZES = ((128, 171), (256, 340))
-CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "config.yaml")
 
 
 def real_pairs(height, width, pairs):
@@ -64,8 +63,7 @@ def real_pairs(height, width, pairs):
 
 def paths(cores):
     """name -> (compute_flow keywords, batch, torch threads) of every path measured."""
-    with open(CONFIG) as f:
-        config = yaml.safe_load(f)
+    config = coclr_config.load()  # validated, every default filled: the settings the flow jobs get
     flow, threads = config["flow"], config["resources"]["threads"]
     method = resolve_method(flow["method"], flow["device"])
     compile, why = resolve_compile(str(flow["compile"]).lower(), method, "cpu")

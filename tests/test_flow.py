@@ -224,3 +224,15 @@ def test_flow_methods_are_the_schemas():
     """The settings' schema is the source of truth for flow.method: the code's list must be its enum."""
     schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["properties"]["flow"]["properties"]["method"]["enum"] == list(METHODS)
+
+
+def test_the_flow_benchmark_measures_the_pipelines_own_path():
+    """benchmarks/flow.py reads the flow jobs' settings (schema defaults filled) and names the path
+    they run: on a CPU, `flow.method: auto` is OpenCV's TV-L1."""
+    from benchmarks.flow import paths
+
+    named = paths(cores=2)
+    default = next(name for name in named if name.startswith("pipeline default"))
+    keywords, _, threads = named[default]
+    assert keywords["method"] == "tvl1_opencv" and not keywords["compile"] and threads == 1
+    assert {kw["method"] for kw, _, _ in named.values()} == {"tvl1_opencv", "tvl1"}
