@@ -9,8 +9,6 @@ pretraining chain for both).
 import json
 import os
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,9 +17,9 @@ import pytest
 import torch
 
 import realdata
-from conftest import REPO, coclr
+from conftest import coclr
 from coclr.config import ConfigError, complete_settings, load, validate
-from test_workflow import planned_jobs, write_config
+from test_workflow import planned_jobs, snakemake, write_config
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +27,6 @@ def layouts(tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
     return {"ucf101": realdata.ucf101_layout(root / "ucf101", **realdata.SMALL),
             "hmdb51": realdata.hmdb51_layout(root / "hmdb51", **realdata.SMALL)}
-
-
-def snakemake(workdir, configfile, *args):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               *map(str, args), f"--configfile={configfile}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"snakemake {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def shard_count(workdir, dataset):
@@ -52,7 +42,7 @@ def ingested(layouts, tmp_path_factory):
               "overrides": {"model": {"width": 0.25}, "clip": {"eval_stride": 2}}}
     datasets = {"ucf101": {**layouts["ucf101"], "splits": [1, 2, 3]}, "hmdb51": hmdb51}
     configfile = write_config(workdir / "pairs.yaml", datasets, videos_per_shard=6)  # several shards
-    snakemake(workdir, configfile, "--cores", 1, "data/ucf101/manifest.csv", "data/hmdb51/manifest.csv")
+    snakemake(workdir, "--cores", 1, "data/ucf101/manifest.csv", "data/hmdb51/manifest.csv", configfile=configfile)
     return workdir, configfile
 
 
@@ -66,7 +56,7 @@ def shell_lines(output, rule):
 def test_frames_and_flow_of_the_evaluation_dataset_are_extracted_once_for_every_pair_and_split(ingested):
     workdir, configfile = ingested
     targets = ["results/hmdb51/pretrained_ucf101/ablation.md", "results/hmdb51/ablation.md", "results/ucf101/ablation.md"]
-    result = snakemake(workdir, configfile, "-n", "-p", *targets)
+    result = snakemake(workdir, "-n", "-p", *targets, configfile=configfile)
     jobs = planned_jobs(result.stdout)
     shards = shard_count(workdir, "hmdb51") + shard_count(workdir, "ucf101")
     assert shard_count(workdir, "hmdb51") >= 2
@@ -100,9 +90,7 @@ def test_frames_and_flow_of_the_evaluation_dataset_are_extracted_once_for_every_
 
 def test_a_pair_named_twice_is_refused_with_the_target_to_ask_for(ingested):
     workdir, configfile = ingested
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "-n", "results/ucf101/pretrained_ucf101/ablation.md", f"--configfile={configfile}"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = snakemake(workdir, "-n", "results/ucf101/pretrained_ucf101/ablation.md", configfile=configfile, check=False)
     assert result.returncode != 0
     assert "live under results/ucf101/ (ask for that target instead)" in result.stdout + result.stderr
 
