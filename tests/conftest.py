@@ -25,13 +25,17 @@ def coclr(*args, cwd=None):
     return result
 
 
-def pytest_collection_modifyitems(items):
-    """Longest files first: those whose tests run a whole DAG (marked with a long timeout), then the
-    other end-to-end (slow) ones. Under pytest-xdist the long runs start at once and the short
-    tests fill the cores at the end, instead of one long run finishing alone."""
+def pytest_collection_modifyitems(config, items):
+    """Longest files first: those whose tests run a whole DAG (marked with a timeout above
+    pyproject's default), then the other end-to-end (slow) ones. Under pytest-xdist the long runs
+    start at once and the short tests fill the cores at the end, instead of one long run finishing alone."""
+    default_timeout = float(config.getini("timeout"))
+
     def rank(item):
         marker = item.get_closest_marker("timeout")
-        return 0 if marker and marker.args and marker.args[0] > 600 else 1 if item.get_closest_marker("slow") else 2
+        if marker and marker.args and marker.args[0] > default_timeout:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
 
     first = {}
     for item in items:
