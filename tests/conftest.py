@@ -63,8 +63,13 @@ def tiny_dataset(tmp_path_factory, worker_id):
             (root / "complete").touch()
     shards = sorted(pd.read_csv(root / "manifest.csv")["shard"].unique())
     return {"root": root, "videos": root / "videos", "manifest": root / "manifest.csv",
-            "frames": [root / "frames" / f"shard_{shard:05d}.h5" for shard in shards],
-            "flow": [root / "flow" / f"shard_{shard:05d}.h5" for shard in shards]}
+            "frames": [shard_path(root, "frames", shard) for shard in shards],
+            "flow": [shard_path(root, "flow", shard) for shard in shards]}
+
+
+def shard_path(root, kind, shard):
+    """``<root>/<frames|flow>/shard_00001.h5``, as the pipeline names its shards."""
+    return root / kind / f"shard_{shard:05d}.h5"
 
 
 def build_tiny_dataset(root):
@@ -74,6 +79,6 @@ def build_tiny_dataset(root):
     coclr("synthesize", "--out", videos, *gen, "--workers", 2)
     coclr("ingest", "--format", "synthetic", "--root", videos, "--videos-per-shard", 20, "--out", manifest)
     for shard in sorted(pd.read_csv(manifest)["shard"].unique()):
-        frames, flow = root / "frames" / f"shard_{shard:05d}.h5", root / "flow" / f"shard_{shard:05d}.h5"
+        frames, flow = shard_path(root, "frames", shard), shard_path(root, "flow", shard)
         coclr("frames", "--manifest", manifest, "--shard", shard, "--out", frames)
         coclr("flow", "--frames", frames, "--out", flow, "--batch-size", 64, *FAST_FLOW)
