@@ -17,8 +17,6 @@ docs/benchmarks.md, "The paper preset on CPU", has the figures).
 import json
 import math
 import shutil
-import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -29,8 +27,7 @@ from matplotlib.image import imread
 
 from benchmarks.data import print_table
 from benchmarks.stages import HEADERS, stage_table
-from conftest import REPO
-from test_workflow import check_ablation, check_records
+from test_workflow import check_ablation, check_records, snakemake
 from realdata import CLASSES, ucf101_layout
 
 # Everything the data cannot fill, shrunk; the rest is the `paper` preset as config.yaml has it.
@@ -64,10 +61,7 @@ def paper_config(root, entry, flow_channels):
 def run_workflow(workdir, configfile, *targets):
     """Snakemake on 2 cores; prints the stage table of the jobs this call ran and returns its rows."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                             "--directory", str(workdir), "--cores", "2", *targets, f"--configfile={configfile}"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    snakemake(workdir, "--cores", 2, *targets, configfile=configfile)
     rows = stage_table(workdir / "logs")
     print(f"\n{configfile.name} in {workdir.name}: {time.perf_counter() - start:.0f} s wall on 2 cores")
     print_table(rows, HEADERS)
