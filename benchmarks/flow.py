@@ -11,8 +11,8 @@ both sizes:
   (the reference every ratio is taken against);
 * the pipeline's default: ``flow.method``, ``flow.batch_size`` and
   ``flow.compile`` from config.yaml, ``resources.threads`` threads, resolved as
-  ``coclr flow`` resolves them;
-* OpenCV with pairs in parallel, one thread each (``--method tvl1_opencv --threads N``);
+  ``coclr flow`` resolves them (on a CPU: tvl1_numba, one thread a job);
+* tvl1_numba and OpenCV with pairs in parallel, one thread each (``--threads N``);
 * the PyTorch TV-L1, eager and compiled, at its CPU batch (``AUTO_BATCH``);
 
 then bytes and error of each storage encoding of the flow.
@@ -23,7 +23,9 @@ first call (compiling included, with an empty compile cache); "warm" the median
 of the others. Peak memory per pair is the growth of peak RSS over one (second)
 call in a fresh process, divided by the pairs of that call. EPE vs
 OpenCV is the mean end-point distance to OpenCV's flow of the same pairs.
-``--profile`` adds torch.profiler's top operators of the eager path.
+``--profile`` adds where the time goes: cProfile's top calls of tvl1_numba (its
+kernels and OpenCV's calls are single entries there) and torch.profiler's top
+operators of the PyTorch eager path.
 OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, as the
 flow rule sets), so a shared machine's other jobs do not stall them.
 """
@@ -43,7 +45,7 @@ import numpy as np
 import torch
 
 from coclr import config as coclr_config
-from coclr.flow import compute_flow, resolve_method
+from coclr.flow import PAIRWISE, compute_flow, resolve_method
 from coclr.flow.quantise import dequantise, quantise
 from coclr.flow.extract import AUTO_BATCH, BatchSize, resolve_compile, use_compile_cache
 from tests.realdata import gray_frames
@@ -67,12 +69,13 @@ def paths(cores):
     flow, threads = config["flow"], config["resources"]["threads"]
     method = resolve_method(flow["method"], flow["device"])
     compile, why = resolve_compile(str(flow["compile"]).lower(), method, "cpu")
-    default = dict(method=method, compile=compile, **({"threads": threads} if method == "tvl1_opencv" else {}))
+    default = dict(method=method, compile=compile, **({"threads": threads} if method in PAIRWISE else {}))
     torch_batch = AUTO_BATCH["tvl1", "cpu"]
     return {
         "OpenCV, one pair at a time, its default threads": (dict(method="tvl1_opencv"), None, cores),
         f"pipeline default: {method}{' compiled' if compile else ''}, {threads} thread(s) ({why})":
             (default, BatchSize(flow["batch_size"], "cpu", method).size, threads),
+        f"tvl1_numba, {cores} pairs at once, 1 thread each": (dict(method="tvl1_numba", threads=cores), None, cores),
         f"OpenCV, {cores} pairs at once, 1 thread each": (dict(method="tvl1_opencv", threads=cores), None, cores),
         f"torch eager, batch {torch_batch}, {cores} threads": (dict(method="tvl1"), torch_batch, cores),
         f"torch compiled, batch {torch_batch}, {cores} threads": (dict(method="tvl1", compile=True), torch_batch, cores),
@@ -169,10 +172,18 @@ def encoding_rows(flow):
 
 
 def profile(args):
-    """torch.profiler's top operators (self CPU time) of the eager path on real pairs at 128x171."""
+    """Where the time goes on real pairs at 128x171: cProfile's top calls of tvl1_numba (one thread,
+    its compiled kernels loaded first) and torch.profiler's top operators of the eager path."""
+    import cProfile
+    import pstats
+
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     prev, nxt = real_pairs(128, 171, args.pairs // 2)
+    compute_flow(prev[:1], nxt[:1], method="tvl1_numba")
+    with cProfile.Profile() as prof:
+        compute_flow(prev, nxt, method="tvl1_numba", threads=1)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(8)
     batch = AUTO_BATCH["tvl1", "cpu"]
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         run_path(prev, nxt, dict(method="tvl1"), batch, os.cpu_count())

@@ -29,28 +29,45 @@ def known_pairs():
     return make_pairs(5, height=96, width=128, seed=1)
 
 
-def test_endpoint_error_within_5_percent_of_opencv(known_pairs):
+OURS = ("tvl1", "tvl1_numba")  # the two implementations tested against OpenCV's
+
+
+@pytest.mark.parametrize("method", OURS)
+def test_endpoint_error_within_5_percent_of_opencv(known_pairs, method):
     prev, nxt, truth = known_pairs
-    ours = compute_flow(prev, nxt)
+    ours = compute_flow(prev, nxt, method=method)
     reference = compute_flow(prev, nxt, method="tvl1_opencv")
     assert endpoint_error(ours, truth) <= 1.05 * endpoint_error(reference, truth)
     assert endpoint_error(ours, reference) < 0.05
 
 
-def test_translation_is_recovered():
+@pytest.mark.parametrize("method", OURS)
+def test_real_footage_flow_is_opencvs(method):
+    """Consecutive frames of real camera footage (both clips, 86x64): mean end-point distance to
+    OpenCV's flow of the same pairs under 0.05 px, on flow that moves by a pixel or more."""
+    prev, nxt = zip(*[(f[:-1], f[1:]) for f in (gray_frames(s, 4, size=(86, 64), start=10) for s in ("bikes", "carphone"))])
+    prev, nxt = np.concatenate(prev), np.concatenate(nxt)
+    reference = compute_flow(prev, nxt, method="tvl1_opencv")
+    assert np.abs(reference).max() > 1
+    assert endpoint_error(compute_flow(prev, nxt, method=method), reference) < 0.05
+
+
+@pytest.mark.parametrize("method", OURS)
+def test_translation_is_recovered(method):
     rng = np.random.default_rng(3)
     scene = cv2.GaussianBlur(rng.uniform(0, 255, (120, 150)).astype(np.float32), (0, 0), 2.0) * 4 - 384
     scene = np.clip(scene + 128, 0, 255)
     shift = np.float32([[1, 0, 3.5], [0, 1, -2.25]])  # nxt(p) = scene(p - shift): content moves by +shift
     nxt = cv2.warpAffine(scene, shift, (150, 120), flags=cv2.INTER_CUBIC)
-    flow = compute_flow(scene[None], nxt[None])[0]
+    flow = compute_flow(scene[None], nxt[None], method=method)[0]
     interior = flow[:, 20:-20, 20:-20]
     assert np.allclose(np.median(interior, axis=(1, 2)), [3.5, -2.25], atol=0.05)
 
 
-def test_zero_motion_gives_zero_flow():
+@pytest.mark.parametrize("method", OURS)
+def test_zero_motion_gives_zero_flow(method):
     prev, _, _ = make_pair(7, 64, 80)
-    flow = compute_flow(prev[None], prev[None])
+    flow = compute_flow(prev[None], prev[None], method=method)
     assert np.abs(flow).max() < 1e-3
 
 
@@ -62,9 +79,10 @@ def test_batch_equals_pair_by_pair(known_pairs):
     assert torch.allclose(batched, single, atol=1e-4)
 
 
-def test_cpu_results_repeat_exactly():
+@pytest.mark.parametrize("method", OURS)
+def test_cpu_results_repeat_exactly(method):
     prev, nxt, _ = make_pairs(2, 64, 80, seed=2)
-    assert np.array_equal(compute_flow(prev, nxt), compute_flow(prev, nxt))
+    assert np.array_equal(compute_flow(prev, nxt, method=method), compute_flow(prev, nxt, method=method))
 
 
 def test_median_matches_opencv_including_borders():
@@ -96,6 +114,10 @@ def test_bad_method_or_parameter_is_rejected():
         compute_flow(frames, frames, lambda_=-1)
     with pytest.raises(ValueError, match="sigma"):
         compute_flow(frames, frames, sigma=1.0)
+    for method in ("tvl1_numba", "tvl1_opencv"):  # cv2.medianBlur filters float flow with 3 or 5 only
+        with pytest.raises(ValueError, match="median_filtering=7: method tvl1_.* use method tvl1"):
+            compute_flow(frames, frames, method=method, median_filtering=7)
+    assert compute_flow(frames, frames, method="tvl1", median_filtering=7).shape == (1, 2, 32, 32)
 
 
 def test_quantisation_round_trip_within_half_a_step():
@@ -181,23 +203,33 @@ def test_flow_batches_halve_on_out_of_memory_and_give_the_same_flow(tmp_path, mo
         assert torch.equal(reference.read(video_id), adapted.read(video_id))
 
 
-def test_opencv_pairs_in_parallel_give_opencvs_own_flow():
-    """Real footage: N pairs at once, one thread each, is OpenCV's output bit for bit."""
+@pytest.mark.parametrize("method", ["tvl1_numba", "tvl1_opencv"])
+def test_pairs_in_parallel_give_the_same_flow(method):
+    """Real footage: N pairs at once, one thread each, is the one-by-one output bit for bit."""
     frames = gray_frames("carphone", 5, size=(64, 48))
-    one_by_one = compute_flow(frames[:-1], frames[1:], method="tvl1_opencv")
-    parallel = compute_flow(frames[:-1], frames[1:], method="tvl1_opencv", threads=2)
+    one_by_one = compute_flow(frames[:-1], frames[1:], method=method)
+    parallel = compute_flow(frames[:-1], frames[1:], method=method, threads=2)
     assert np.array_equal(one_by_one, parallel) and np.abs(parallel).max() > 0.1
     before = cv2.getNumThreads()
-    compute_flow(frames[:2], frames[1:3], method="tvl1_opencv", threads=2)
+    compute_flow(frames[:2], frames[1:3], method=method, threads=2)
     assert cv2.getNumThreads() == before
 
 
-def test_auto_method_is_opencv_on_the_cpu_and_pytorch_on_cuda():
-    assert resolve_method("auto", "cpu") == "tvl1_opencv" and resolve_method("auto", "cuda:0") == "tvl1"
+def test_opencv_runs_with_the_parameters_of_each_call():
+    """OpenCV's algorithm objects are kept per thread: a call with other parameters gets its own."""
+    frames = gray_frames("bikes", 3, size=(48, 40))
+    default = compute_flow(frames[:-1], frames[1:], method="tvl1_opencv")
+    one_warp = compute_flow(frames[:-1], frames[1:], method="tvl1_opencv", warps=1, scales=1)
+    assert not np.array_equal(default, one_warp)
+    assert np.array_equal(default, compute_flow(frames[:-1], frames[1:], method="tvl1_opencv"))
+
+
+def test_auto_method_is_numba_on_the_cpu_and_pytorch_on_cuda():
+    assert resolve_method("auto", "cpu") == "tvl1_numba" and resolve_method("auto", "cuda:0") == "tvl1"
     assert resolve_method("tvl1", "cpu") == "tvl1"
     frames = gray_frames("bikes", 3, size=(40, 40))
     assert np.array_equal(compute_flow(frames[:-1], frames[1:], method="auto"),
-                          compute_flow(frames[:-1], frames[1:], method="tvl1_opencv"))
+                          compute_flow(frames[:-1], frames[1:], method="tvl1_numba"))
 
 
 def test_auto_compile_needs_a_cxx_compiler_on_the_cpu(monkeypatch):
@@ -214,9 +246,9 @@ def test_cli_auto_logs_the_path_it_runs(tmp_path):
     _frame_shard(tmp_path / "frames.h5", {"Run/v_Run_g01_c01": _moving_video(0, 4)}, failed=[])
     result = coclr("flow", "--frames", tmp_path / "frames.h5", "--out", tmp_path / "flow.h5", "--method", "auto",
                    "--batch-size", "auto", "--compile", "auto", "--threads", 1)
-    assert "flow: tvl1_opencv on cpu, eager (tvl1_opencv is not compiled)" in result.stderr
+    assert "flow: tvl1_numba on cpu, eager (tvl1_numba is not compiled)" in result.stderr
     with h5py.File(tmp_path / "flow.h5") as f:
-        assert f.attrs["method"] == "tvl1_opencv"
+        assert f.attrs["method"] == "tvl1_numba"
     assert flow_store([tmp_path / "flow.h5"]).num_frames("Run/v_Run_g01_c01") == 3
 
 
@@ -228,11 +260,12 @@ def test_flow_methods_are_the_schemas():
 
 def test_the_flow_benchmark_measures_the_pipelines_own_path():
     """benchmarks/flow.py reads the flow jobs' settings (schema defaults filled) and names the path
-    they run: on a CPU, `flow.method: auto` is OpenCV's TV-L1."""
+    they run: on a CPU, `flow.method: auto` is tvl1_numba, a pair per thread."""
     from benchmarks.flow import paths
 
     named = paths(cores=2)
     default = next(name for name in named if name.startswith("pipeline default"))
     keywords, _, threads = named[default]
-    assert keywords["method"] == "tvl1_opencv" and not keywords["compile"] and threads == 1
-    assert {kw["method"] for kw, _, _ in named.values()} == {"tvl1_opencv", "tvl1"}
+    assert keywords["method"] == "tvl1_numba" and not keywords["compile"] and threads == 1
+    assert keywords["threads"] == 1
+    assert {kw["method"] for kw, _, _ in named.values()} == {"tvl1_opencv", "tvl1", "tvl1_numba"}

@@ -100,12 +100,13 @@ def test_every_module_has_its_row_in_the_layout_table():
 
 
 def test_job_entry_points_start_without_the_slow_optional_imports():
-    """Every pipeline job is a fresh interpreter: torchvision (~2.5 s, it loads torch._dynamo) and
-    scikit-learn load only on the paths that need them (device JPEG decode, the t-SNE figure)."""
+    """Every pipeline job is a fresh interpreter: torchvision (~2.5 s, it loads torch._dynamo),
+    scikit-learn and Numba load only on the paths that need them (device JPEG decode, the t-SNE
+    figure, the CPU flow)."""
     entry_points = ["coclr.training.pretrain", "coclr.training.cotrain", "coclr.evaluation.features",
                     "coclr.evaluation.linear_probe", "coclr.evaluation.finetune", "coclr.report"]
     code = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
-            "print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))\n")
+            "print(sorted(m for m in ('torchvision', 'sklearn', 'numba') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code, *entry_points], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

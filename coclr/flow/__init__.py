@@ -1,12 +1,19 @@
 """Optical flow between consecutive frames, the second view of CoCLR.
 
-:func:`compute_flow` is the one entry point: ``method="tvl1"`` is this
-package's batched PyTorch TV-L1 (:mod:`coclr.flow.tvl1`, CPU or CUDA),
-``method="tvl1_opencv"`` is OpenCV's own implementation, kept as the
-reference the PyTorch one is tested against. Both take and return the same
-things, so either can fill a flow shard (:mod:`coclr.flow.extract`).
-``method="auto"`` takes the faster of the two where the work runs: OpenCV on
-the CPU (measured faster there on real footage, docs/flow.md), PyTorch on CUDA.
+:func:`compute_flow` is the one entry point, with three implementations of
+the same TV-L1 (OpenCV's ``DualTVL1OpticalFlow``, its parameters and defaults):
+
+* ``method="tvl1_numba"``: OpenCV's algorithm with its inner iteration fused
+  into one compiled loop (:mod:`coclr.flow.tvl1_numba`), one pair per thread:
+  the fast path on a CPU (docs/flow.md);
+* ``method="tvl1"``: this package's batched PyTorch TV-L1
+  (:mod:`coclr.flow.tvl1`), a whole batch as one tensor on a CPU or a GPU;
+* ``method="tvl1_opencv"``: OpenCV's own implementation, the reference the
+  other two are tested against.
+
+All take and return the same things, so any can fill a flow shard
+(:mod:`coclr.flow.extract`). ``method="auto"`` takes the fastest where the
+work runs: tvl1_numba on the CPU, PyTorch on CUDA.
 """
 
 import threading
@@ -18,16 +25,18 @@ import torch
 
 from coclr.flow.tvl1 import TVL1Params, tvl1_flow
 
-METHODS = ("auto", "tvl1", "tvl1_opencv")
+METHODS = ("auto", "tvl1", "tvl1_numba", "tvl1_opencv")
+PAIRWISE = ("tvl1_numba", "tvl1_opencv")  # the CPU methods that take pairs one by one, `threads` at a time
+MEDIAN_WINDOWS = (3, 5)  # the median filters those two can run: cv2.medianBlur's sizes for float images
 
 
 def resolve_method(method, device) -> str:
-    """The implementation ``method`` names on ``device``: ``auto`` is OpenCV on the CPU, PyTorch elsewhere."""
+    """The implementation ``method`` names on ``device``: ``auto`` is tvl1_numba on the CPU, PyTorch elsewhere."""
     if method not in METHODS:
         raise ValueError(f"unknown flow method {method!r}; known: {', '.join(METHODS)}")
     if method != "auto":
         return method
-    return "tvl1_opencv" if torch.device(device).type == "cpu" else "tvl1"
+    return "tvl1_numba" if torch.device(device).type == "cpu" else "tvl1"
 
 
 def _as_tensor(frames, name):
@@ -53,36 +62,41 @@ def _opencv_algo(prm):
 _OPENCV_THREADS = threading.Lock()  # cv2.setNumThreads is process-wide
 
 
-def _opencv(prev, nxt, prm, threads=None):
-    """OpenCV's DualTVL1 (it takes uint8, or float32 scaled to [0, 1]).
+def _map_pairs(one, prev, nxt, threads):
+    """``one(a, b)`` -> (2, H, W) over the pairs of two (N, H, W) tensors, stacked into a tensor.
 
-    ``threads=None`` runs one pair at a time with OpenCV's own threads (its
-    default). ``threads=N`` runs N pairs at once, each single-threaded: the
+    ``threads=None`` runs one pair at a time (OpenCV calls on OpenCV's own
+    threads). ``threads=N`` runs N pairs at once, OpenCV single-threaded: the
     pairs are independent, so no thread waits at OpenCV's per-row barriers,
     which on small frames cost more than they share (docs/flow.md). The output
     is the same either way.
     """
-    def one(pair, local=threading.local()):
-        if not hasattr(local, "algo"):
-            local.algo = _opencv_algo(prm)
-        a, b = pair
-        exact = np.array_equal(a, np.rint(a)) and np.array_equal(b, np.rint(b))
-        a, b = (a.astype(np.uint8), b.astype(np.uint8)) if exact else (a / 255, b / 255)
-        return local.algo.calc(a, b, None).transpose(2, 0, 1)
-
     pairs = list(zip(prev.cpu().numpy(), nxt.cpu().numpy()))
     if threads is None:
-        flows = list(map(one, pairs))
+        flows = [one(a, b) for a, b in pairs]
     else:
         with _OPENCV_THREADS:
             before = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
                 with ThreadPoolExecutor(threads) as pool:
-                    flows = list(pool.map(one, pairs))
+                    flows = list(pool.map(lambda pair: one(*pair), pairs))
             finally:
                 cv2.setNumThreads(before)
     return torch.from_numpy(np.stack(flows)) if flows else torch.zeros(0, 2, *prev.shape[1:])
+
+
+def _opencv_pair(prm, local=threading.local()):
+    """One pair through OpenCV's DualTVL1 (one algorithm object per thread); it takes uint8, or
+    float32 scaled to [0, 1]."""
+    def one(a, b):
+        if getattr(local, "params", None) != prm:
+            local.algo, local.params = _opencv_algo(prm), prm
+        exact = np.array_equal(a, np.rint(a)) and np.array_equal(b, np.rint(b))
+        a, b = (a.astype(np.uint8), b.astype(np.uint8)) if exact else (a / 255, b / 255)
+        return local.algo.calc(a, b, None).transpose(2, 0, 1)
+
+    return one
 
 
 def compute_flow(prev, nxt, method="tvl1", device=None, compile=False, threads=None, **params):
@@ -96,8 +110,8 @@ def compute_flow(prev, nxt, method="tvl1", device=None, compile=False, threads=N
 
     ``device`` (default: ``prev``'s device, CPU for numpy) places the PyTorch
     computation; ``compile=True`` fuses its inner loop with torch.compile
-    (worth it for thousands of pairs). ``threads`` (OpenCV only): pairs run at
-    once, one thread each; None = one pair at a time on OpenCV's own threads.
+    (worth it for thousands of pairs). ``threads`` (tvl1_numba and OpenCV):
+    pairs run at once, one thread each; None = one pair at a time.
     ``method="auto"``: see :func:`resolve_method`. ``params`` override TV-L1 parameters
     (:class:`coclr.flow.tvl1.TVL1Params`: tau, lambda_, theta, scales,
     scale_step, warps, epsilon, inner_iterations, outer_iterations,
@@ -109,8 +123,16 @@ def compute_flow(prev, nxt, method="tvl1", device=None, compile=False, threads=N
     if a.shape != b.shape:
         raise ValueError(f"prev and nxt must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     device = torch.device(device) if device is not None else a.device
-    if resolve_method(method, device) == "tvl1_opencv":
-        flow = _opencv(a, b, prm, threads)
+    method = resolve_method(method, device)
+    if method in PAIRWISE and prm.median_filtering > 1 and prm.median_filtering not in MEDIAN_WINDOWS:
+        raise ValueError(f"TV-L1 parameter median_filtering={prm.median_filtering}: method {method} filters float "
+                         f"flow with cv2.medianBlur, which takes a window of 3 or 5 only; use method tvl1 for wider ones")
+    if method == "tvl1_numba":
+        from coclr.flow.tvl1_numba import flow_pair  # Numba loads only where this path runs
+
+        flow = _map_pairs(lambda x, y: flow_pair(x, y, prm), a, b, threads)
+    elif method == "tvl1_opencv":
+        flow = _map_pairs(_opencv_pair(prm), a, b, threads)
     else:
         flow = tvl1_flow(a.to(device), b.to(device), prm, compile=compile)
     return flow.cpu().numpy() if as_numpy else flow

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from coclr.flow import METHODS, compute_flow, resolve_method
+from coclr.flow import METHODS, PAIRWISE, compute_flow, resolve_method
 from coclr.flow.quantise import BOUND, ENCODING, encode_flow
 from coclr.flow.tvl1 import TVL1Params
 from coclr.io import atomic_path
@@ -35,14 +35,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", required=True, help="input frame shard (HDF5)")
     parser.add_argument("--out", required=True, help="output flow shard (HDF5), written atomically")
     parser.add_argument("--method", default="tvl1", choices=METHODS,
-                        help="auto: OpenCV on the CPU, the PyTorch TV-L1 on CUDA (the faster of the two there)")
+                        help="auto: tvl1_numba on the CPU, the PyTorch TV-L1 on CUDA (the fastest of each)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=batch_size_arg, default=32,
                         help="frame pairs per TV-L1 call, or 'auto' (GPU: the largest that fits, CPU: see AUTO_BATCH); "
                              "halved whenever the GPU runs out of memory")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="TV-L1 parameter override, repeatable (e.g. --param tau=0.25)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's; OpenCV: its own)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (tvl1_numba and OpenCV: pairs at once; default: torch's, or one pair at a time)")
     parser.add_argument("--compile", choices=["auto", "true", "false"], default="false",
                         help="fuse the PyTorch TV-L1 with torch.compile; auto: on CUDA, and on the CPU where a C++ "
                              "compiler exists")
@@ -52,8 +53,9 @@ def add_arguments(parser) -> None:
 
 # Starting sizes of batch_size "auto" (halving on out-of-memory finds what fits on a GPU). On the
 # CPU the PyTorch TV-L1 is fastest with a working set that stays in cache (4 pairs beat 32 at
-# 128x171); OpenCV takes its pairs one by one (or `threads` at a time), so its batch only pools videos.
-AUTO_BATCH = {("tvl1", "cuda"): 4096, ("tvl1", "cpu"): 4, ("tvl1_opencv", "cpu"): 64}
+# 128x171); tvl1_numba and OpenCV take their pairs one by one (`threads` at a time), so their batch
+# only pools videos.
+AUTO_BATCH = {("tvl1", "cuda"): 4096, ("tvl1", "cpu"): 4, ("tvl1_numba", "cpu"): 64, ("tvl1_opencv", "cpu"): 64}
 CXX = ("c++", "g++", "clang++")  # what torch.compile's CPU backend builds its kernels with
 
 
@@ -164,11 +166,11 @@ def flow_shard(frames_path, out, method="tvl1", device="cpu", batch_size=32, par
     """Compute the flow shard of one frame shard; returns a summary for the job log.
 
     ``method`` may be ``auto`` (:func:`coclr.flow.resolve_method`); ``threads``
-    is passed to OpenCV (pairs at once), the PyTorch path uses torch's threads.
+    is passed to tvl1_numba and OpenCV (pairs at once), the PyTorch path uses torch's threads.
     """
     params, method = params or TVL1Params(), resolve_method(method, device)
     kwargs = dict(method=method, device=device, compile=compile, **dataclasses.asdict(params))
-    if method == "tvl1_opencv":
+    if method in PAIRWISE:
         kwargs["threads"] = threads
     start_time, n_fields, batch = time.time(), 0, BatchSize(batch_size, device, method)
     with contextlib.closing(frame_store([frames_path])) as src, atomic_path(out) as tmp, create_shard(tmp) as dst:
