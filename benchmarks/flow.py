@@ -181,8 +181,8 @@ def profile(args):
 
     prev, nxt = real_pairs(128, 171, args.pairs // 2)
     compute_flow(prev[:1], nxt[:1], method="tvl1_numba")
-    with cProfile.Profile() as prof:
-        compute_flow(prev, nxt, method="tvl1_numba", threads=1)
+    with cProfile.Profile() as prof:  # threads=None: the pairs run in this thread, where cProfile looks
+        compute_flow(prev, nxt, method="tvl1_numba")
     pstats.Stats(prof).sort_stats("tottime").print_stats(8)
     batch = AUTO_BATCH["tvl1", "cpu"]
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
