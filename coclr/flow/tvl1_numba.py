@@ -1,7 +1,7 @@
 """TV-L1 on the CPU: OpenCV's algorithm with its inner loop fused into one Numba kernel.
 
 ``cv2.optflow.DualTVL1OpticalFlow`` spends its time in the inner iteration,
-which it runs as six passes over the image (thresholding, two divergences,
+which it runs as seven passes over the image (thresholding, two divergences,
 primal update, two forward gradients, dual update), each split into stripes
 for its thread pool. Here the same iteration is one sweep, compiled by Numba:
 row ``y`` gets its primal update while row ``y - 1`` gets its dual update,
