@@ -86,12 +86,14 @@ def _map_pairs(one, prev, nxt, threads):
     return torch.from_numpy(np.stack(flows)) if flows else torch.zeros(0, 2, *prev.shape[1:])
 
 
-def _opencv_pair(prm, local=threading.local()):
-    """One pair through OpenCV's DualTVL1 (one algorithm object per thread); it takes uint8, or
-    float32 scaled to [0, 1]."""
+def _opencv_pair(prm):
+    """One pair through OpenCV's DualTVL1 (one algorithm object per thread of this call); it takes
+    uint8, or float32 scaled to [0, 1]."""
+    local = threading.local()
+
     def one(a, b):
-        if getattr(local, "params", None) != prm:
-            local.algo, local.params = _opencv_algo(prm), prm
+        if not hasattr(local, "algo"):
+            local.algo = _opencv_algo(prm)
         exact = np.array_equal(a, np.rint(a)) and np.array_equal(b, np.rint(b))
         a, b = (a.astype(np.uint8), b.astype(np.uint8)) if exact else (a / 255, b / 255)
         return local.algo.calc(a, b, None).transpose(2, 0, 1)
@@ -126,7 +128,8 @@ def compute_flow(prev, nxt, method="tvl1", device=None, compile=False, threads=N
     method = resolve_method(method, device)
     if method in PAIRWISE and prm.median_filtering > 1 and prm.median_filtering not in MEDIAN_WINDOWS:
         raise ValueError(f"TV-L1 parameter median_filtering={prm.median_filtering}: method {method} filters float "
-                         f"flow with cv2.medianBlur, which takes a window of 3 or 5 only; use method tvl1 for wider ones")
+                         f"flow with cv2.medianBlur, which takes a window of {' or '.join(map(str, MEDIAN_WINDOWS))} only; "
+                         "use method tvl1 for wider ones")
     if method == "tvl1_numba":
         from coclr.flow.tvl1_numba import flow_pair  # Numba loads only where this path runs
 
