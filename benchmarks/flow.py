@@ -48,19 +48,9 @@ from coclr import config as coclr_config
 from coclr.flow import PAIRWISE, compute_flow, resolve_method
 from coclr.flow.quantise import dequantise, quantise
 from coclr.flow.extract import AUTO_BATCH, BatchSize, resolve_compile, use_compile_cache
-from tests.realdata import gray_frames
+from tests.realdata import real_pairs
 
 SIZES = ((128, 171), (256, 340))
-
-
-def real_pairs(height, width, pairs):
-    """``pairs`` consecutive pairs from each clip at (height, width): (prev, nxt) uint8 (N, H, W)."""
-    prev, nxt = [], []
-    for source in ("bikes", "carphone"):
-        frames = gray_frames(source, pairs + 1, size=(width, height), start=10)
-        prev.append(frames[:-1])
-        nxt.append(frames[1:])
-    return np.concatenate(prev), np.concatenate(nxt)
 
 
 def paths(cores):

@@ -54,6 +54,17 @@ def gray_frames(source: str, count: int, size=None, start=0) -> np.ndarray:
     return np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) if size else g for g in gray])
 
 
+
+def real_pairs(height, width, pairs):
+    """``pairs`` consecutive pairs from each clip at (height, width), from frame 10: (prev, nxt) uint8 (N, H, W)."""
+    prev, nxt = [], []
+    for source in SOURCES:
+        frames = gray_frames(source, pairs + 1, size=(width, height), start=10)
+        prev.append(frames[:-1])
+        nxt.append(frames[1:])
+    return np.concatenate(prev), np.concatenate(nxt)
+
+
 ENCODERS = {"mjpeg": ["-c:v", "mjpeg", "-q:v", "3"], "mpeg4": ["-c:v", "mpeg4", "-q:v", "4"],
             "h264": ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
             "vp8": ["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "1M"]}

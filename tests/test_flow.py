@@ -19,7 +19,7 @@ from coclr.flow.ground_truth import endpoint_error, make_pair, make_pairs
 from coclr.flow.tvl1 import _median
 from coclr.flow.visualise import flow_to_rgb
 from tests.conftest import coclr
-from tests.realdata import gray_frames
+from tests.realdata import gray_frames, real_pairs
 
 STEP = 2 * BOUND / 255
 
@@ -45,8 +45,7 @@ def test_endpoint_error_within_5_percent_of_opencv(known_pairs, method):
 def test_real_footage_flow_is_opencvs(method):
     """Consecutive frames of real camera footage (both clips, 86x64): mean end-point distance to
     OpenCV's flow of the same pairs under 0.05 px, on flow that moves by a pixel or more."""
-    prev, nxt = zip(*[(f[:-1], f[1:]) for f in (gray_frames(s, 4, size=(86, 64), start=10) for s in ("bikes", "carphone"))])
-    prev, nxt = np.concatenate(prev), np.concatenate(nxt)
+    prev, nxt = real_pairs(64, 86, 3)
     reference = compute_flow(prev, nxt, method="tvl1_opencv")
     assert np.abs(reference).max() > 1
     assert endpoint_error(compute_flow(prev, nxt, method=method), reference) < 0.05
