@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.data import machine, make_shards, print_table, record
 from coclr import config as coclr_config
-from coclr.augment import decode_clips
+from coclr.augment import RandomColour, decode_clips
 from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.shards import frame_store
@@ -79,7 +79,7 @@ def train_clips_per_s(settings, view, device, batch=None, steps=5, warmup=2, cha
         model.encoder_q.compile()
         model.encoder_k.compile()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["optim"]["lr"])
-    step = contrastive_step(model, view, "infonce", device)
+    step = contrastive_step(model, view, "infonce", device, RandomColour.from_settings(settings["clip"]))
     data = random_batch(settings, view, batch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     for i in range(warmup + steps):

@@ -22,6 +22,7 @@ Two deliberate differences from the reference code, both behind options:
 
 import math
 import random
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as nnf
@@ -33,8 +34,24 @@ RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
 
 
-def sample_crop(height, width, area=(0.2, 1.0), ratio=(3 / 4, 4 / 3), rng=random):
-    """A random-resized-crop box (top, left, h, w), as Inception-style training draws it."""
+def sample_crop(height, width, area=(0.2, 1.0), ratio=(3 / 4, 4 / 3), rng=random, kind="reference"):
+    """A random-resized-crop box (top, left, h, w).
+
+    ``reference``, as the authors' pretraining draws it: one try, aspect uniform in ``ratio``
+    and then swapped with p 0.5; a box that does not fit gives the whole frame, which the
+    resize then squashes to the square (about 30 % of boxes on 171x128 frames).
+    ``inception``, as torchvision's RandomResizedCrop: aspect log-uniform, up to 10 tries,
+    then the central square.
+    """
+    if kind == "reference":
+        target = height * width * rng.uniform(*area)
+        aspect = rng.uniform(*ratio)
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if rng.random() < 0.5:
+            w, h = h, w
+        if w <= width and h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+        return 0, 0, height, width
     for _ in range(10):
         target = height * width * rng.uniform(*area)
         aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
@@ -42,8 +59,7 @@ def sample_crop(height, width, area=(0.2, 1.0), ratio=(3 / 4, 4 / 3), rng=random
         h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
             return rng.randint(0, height - h), rng.randint(0, width - w), h, w
-    side = min(height, width)  # fall back to the central square
-    return (height - side) // 2, (width - side) // 2, side, side
+    return centre_crop_box(height, width)
 
 
 def centre_crop_box(height, width):
@@ -51,26 +67,29 @@ def centre_crop_box(height, width):
     return (height - side) // 2, (width - side) // 2, side, side
 
 
-def resized_crop(images, box, size, antialias):
-    """(N, C, H, W) box (top, left, h, w) resized bilinearly to (size, size), as torchvision's resized_crop."""
+def resized_crop(images, box, size, antialias, mode="bilinear"):
+    """(N, C, H, W) box (top, left, h, w) resized to (size, size) by ``mode`` (bilinear or bicubic),
+    as torchvision's resized_crop."""
     top, left, h, w = box
-    return nnf.interpolate(images[..., top:top + h, left:left + w], size=(size, size), mode="bilinear",
+    return nnf.interpolate(images[..., top:top + h, left:left + w], size=(size, size), mode=mode,
                            align_corners=False, antialias=antialias)
 
 
-def crop_rgb(frames, box, size, flip):
+def crop_rgb(frames, box, size, flip, mode="bilinear"):
     """uint8 (T, H, W, 3) -> uint8 (T, 3, size, size); an :class:`EncodedClip` keeps the crop for after its decode."""
     if isinstance(frames, EncodedClip):
-        return EncodedClip(frames.jpegs, *frames.shape[1:3], crop=(box, size, flip))
-    return _crop_decoded(frames.permute(0, 3, 1, 2), box, size, flip)
+        return EncodedClip(frames.jpegs, *frames.shape[1:3], crop=(box, size, flip, mode))
+    return _crop_decoded(frames.permute(0, 3, 1, 2), box, size, flip, mode)
 
 
-def _crop_decoded(video, box, size, flip):
-    """(T, 3, H, W) -> (T, 3, size, size). Bilinear antialiased resizing of uint8 exists on the CPU
+def _crop_decoded(video, box, size, flip, mode="bilinear"):
+    """(T, 3, H, W) -> (T, 3, size, size). Antialiased resizing of uint8 exists on the CPU
     only: elsewhere it runs in float, which :func:`rgb_input` takes as well (same 0-255 scale)."""
     if video.device.type != "cpu":
         video = video.float()
-    video = resized_crop(video, box, size, antialias=True)
+    video = resized_crop(video, box, size, antialias=True, mode=mode)
+    if video.is_floating_point():
+        video = video.clamp(0, 255)  # bicubic overshoots; uint8 saturates by itself
     return video.flip(-1) if flip else video
 
 
@@ -94,10 +113,10 @@ def decode_clips(clips, device):
     return torch.stack(out)
 
 
-def crop_flow(flow, box, size, flip, negate_x=True):
+def crop_flow(flow, box, size, flip, negate_x=True, mode="bilinear"):
     """Flow (T, H, W, 2) in pixels -> (T, 2, size, size) in pixels of the resized crop."""
     top, left, h, w = box
-    field = resized_crop(flow.permute(0, 3, 1, 2), box, size, antialias=False)
+    field = resized_crop(flow.permute(0, 3, 1, 2), box, size, antialias=False, mode=mode)
     field = field * torch.tensor([size / w, size / h]).view(1, 2, 1, 1)
     if flip:
         field = field.flip(-1)
@@ -132,26 +151,40 @@ def flow_input(field, channels=2):
 
 
 class ClipAugment:
-    """Random crop and flip for a clip's RGB and/or flow, drawn once per clip (colour: :class:`RandomColour`)."""
+    """Random crop and flip for a clip's RGB and/or flow, drawn once per clip (colour: :class:`RandomColour`).
 
-    def __init__(self, size, crop_area=(0.2, 1.0), flow_channels=2, flip_negates_flow_x=True, train=True):
+    ``crop``: the box's draw (:func:`sample_crop`); ``interpolation``: bicubic (the reference,
+    as PIL resizes) or bilinear, for RGB and flow alike.
+    """
+
+    def __init__(self, size, crop_area=(0.2, 1.0), flow_channels=2, flip_negates_flow_x=True, train=True,
+                 crop="reference", interpolation="bicubic"):
         self.size, self.crop_area, self.train = size, tuple(crop_area), train
         self.flow_channels, self.negate_x = flow_channels, flip_negates_flow_x
+        self.crop, self.mode = crop, interpolation
+
+    @classmethod
+    def from_settings(cls, clip: dict, flow_channels: int, train: bool):
+        """The augmentation of the ``clip`` settings (workflow/schemas/config.schema.yaml)."""
+        return cls(clip["size"], clip["crop_area"], flow_channels, clip["flip_negates_flow_x"], train,
+                   clip["crop"], clip["interpolation"])
 
     def __call__(self, rgb=None, flow=None):
         """rgb uint8 (T, H, W, 3) and/or flow (T, H, W, 2) pixels -> rgb uint8 (T, 3, S, S), flow input (C, T, S, S)."""
         height, width = (rgb if rgb is not None else flow).shape[1:3]
         if self.train:
-            return self.apply(sample_crop(height, width, self.crop_area), random.random() < 0.5, rgb, flow)
+            box = sample_crop(height, width, self.crop_area, kind=self.crop)
+            return self.apply(box, random.random() < 0.5, rgb, flow)
         return self.apply(centre_crop_box(height, width), False, rgb, flow)
 
     def apply(self, box, flip, rgb=None, flow=None):
         """One given crop box and flip -> the clip's RGB (uint8, for :func:`rgb_input`) and flow network input."""
         out = {}
         if rgb is not None:
-            out["rgb"] = crop_rgb(rgb, box, self.size, flip)
+            out["rgb"] = crop_rgb(rgb, box, self.size, flip, self.mode)
         if flow is not None:
-            out["flow"] = flow_input(crop_flow(flow, box, self.size, flip, self.negate_x), self.flow_channels)
+            field = crop_flow(flow, box, self.size, flip, self.negate_x, self.mode)
+            out["flow"] = flow_input(field, self.flow_channels)
         return out
 
 
@@ -206,38 +239,100 @@ def gaussian_blur(video, sigma, kernel):
     return planes.view(b, t, c, h, w)
 
 
+class ColourDraw(NamedTuple):
+    """One batch's colour draw, one value per clip: applied to a clip's RGB and, with the
+    reference recipe, to its flow image too (:func:`coclr.batch.to_device`)."""
+    order: list  # the jitters' order, one for the batch
+    factors: tuple  # (brightness, contrast, saturation, hue), each (B, 1, 1, 1, 1); identity where not jittered
+    jittered: torch.Tensor  # (B,) bool
+    grey: torch.Tensor  # (B,) bool
+    grey_channel: torch.Tensor | None  # (B, T) the channel each frame keeps (grey kind ``channel``), else None
+    sigma: torch.Tensor  # (B,) blur sigma; 1e-3 (an identity kernel) where not blurred
+
+
 class RandomColour:
     """The notes' colour augmentations on a batch (B, T, 3, H, W) in [0, 1], one draw per clip.
 
     Colour jitter (brightness, contrast, saturation 0.4, hue 0.1) with p 0.8,
-    grayscale with p 0.2, Gaussian blur (sigma 0.1-2) with p 0.5. As in
+    grey with p 0.2, Gaussian blur (sigma 0.1-2) with p 0.5. As in
     torchvision's ColorJitter the four jitters come in a random order; here the
     order is drawn once per batch (each clip still draws its own factors).
+    Grey ``channel`` keeps one random RGB channel per frame, as the reference's
+    RandomGray does; ``luma`` is ITU-R 601 grey, one for the whole clip.
+    ``on_flow``: the draw also changes the flow images (:func:`colour_flow`).
     """
 
-    def __init__(self, jitter=(0.4, 0.4, 0.4, 0.1), p_jitter=0.8, p_gray=0.2, p_blur=0.5, sigma=(0.1, 2.0)):
+    def __init__(self, jitter=(0.4, 0.4, 0.4, 0.1), p_jitter=0.8, p_gray=0.2, p_blur=0.5, sigma=(0.1, 2.0),
+                 grey="channel", on_flow=True):
         self.jitter, self.p_jitter, self.p_gray, self.p_blur, self.sigma = jitter, p_jitter, p_gray, p_blur, sigma
+        self.grey, self.on_flow = grey, on_flow
 
-    def __call__(self, video):
-        n, dev = len(video), video.device
-        kernel = max(3, (min(video.shape[-2:]) // 10) | 1)  # a tenth of the clip's side, odd
+    @classmethod
+    def from_settings(cls, clip: dict):
+        return cls(grey=clip["grey"], on_flow=clip["flow_colour"])
 
+    def draw(self, n, frames, device, coloured=None) -> ColourDraw:
+        """Draws for ``n`` clips of ``frames`` frames; clips where ``coloured`` (B,) is False
+        draw like the others and get the identity (the base/null split of the reference)."""
         def draw(p):
-            return torch.rand(n, device=dev) < p
+            hit = torch.rand(n, device=device) < p
+            return hit if coloured is None else hit & coloured.to(device)
 
         def factor(mask, low, high, identity):
-            value = torch.empty(n, device=dev).uniform_(low, high)
+            value = torch.empty(n, device=device).uniform_(low, high)
             return torch.where(mask, value, identity).view(n, 1, 1, 1, 1)
 
         jittered = draw(self.p_jitter)
+        order = torch.randperm(4).tolist()
         b, c, s, h = self.jitter
-        steps = [lambda v: adjust_brightness(v, factor(jittered, 1 - b, 1 + b, 1.0)),
-                 lambda v: adjust_contrast(v, factor(jittered, 1 - c, 1 + c, 1.0)),
-                 lambda v: adjust_saturation(v, factor(jittered, 1 - s, 1 + s, 1.0)),
-                 lambda v: torch.where(jittered.view(n, 1, 1, 1, 1), adjust_hue(v, factor(jittered, -h, h, 0.0)), v)]
-        for step in torch.randperm(4).tolist():
+        ranges = [(1 - b, 1 + b, 1.0), (1 - c, 1 + c, 1.0), (1 - s, 1 + s, 1.0), (-h, h, 0.0)]
+        factors = [None] * 4
+        for step in order:
+            factors[step] = factor(jittered, *ranges[step])
+        grey = draw(self.p_gray)
+        channel = torch.randint(3, (n, frames), device=device) if self.grey == "channel" else None
+        # a sigma of 1e-3 gives the kernel (0, ..., 1, ..., 0): clips not drawn pass unchanged
+        sigma = torch.where(draw(self.p_blur), torch.empty(n, device=device).uniform_(*self.sigma), 1e-3)
+        return ColourDraw(order, tuple(factors), jittered, grey, channel, sigma)
+
+    def apply(self, video, drawn: ColourDraw):
+        n = len(video)
+        brightness, contrast, saturation, hue = drawn.factors
+        steps = [lambda v: adjust_brightness(v, brightness), lambda v: adjust_contrast(v, contrast),
+                 lambda v: adjust_saturation(v, saturation),
+                 lambda v: torch.where(drawn.jittered.view(n, 1, 1, 1, 1), adjust_hue(v, hue), v)]
+        for step in drawn.order:
             video = steps[step](video)
-        video = torch.where(draw(self.p_gray).view(n, 1, 1, 1, 1), luma(video).expand_as(video), video)
-        # a sigma of 1e-3 gives the kernel (0, ..., 1, ..., 0): clips not drawn for blur pass unchanged
-        sigma = torch.where(draw(self.p_blur), torch.empty(n, device=dev).uniform_(*self.sigma), 1e-3)
-        return gaussian_blur(video, sigma, kernel)
+        if drawn.grey_channel is None:
+            grey = luma(video).expand_as(video)
+        else:
+            index = drawn.grey_channel.view(n, -1, 1, 1, 1).expand(-1, -1, 1, *video.shape[-2:])
+            grey = video.gather(2, index).expand_as(video)
+        video = torch.where(drawn.grey.view(n, 1, 1, 1, 1), grey, video)
+        kernel = max(3, (min(video.shape[-2:]) // 10) | 1)  # a tenth of the clip's side, odd
+        return gaussian_blur(video, drawn.sigma, kernel)
+
+    def __call__(self, video, coloured=None):
+        return self.apply(video, self.draw(len(video), video.shape[1], video.device, coloured))
+
+
+def colour_flow(flow, colour: RandomColour, drawn: ColourDraw):
+    """Flow network input (B, C, T, H, W) coloured as the reference colours its flow images.
+
+    The reference stores flow as an 8-bit image (128, y, x) (:mod:`coclr.flow.quantise`) and
+    puts it through the RGB clip's colour transform. Here the image is rebuilt from the input,
+    coloured with the same draw, and read back: 3 channels as that image normalised like RGB;
+    2 channels as its y and x channels, back in the (x, y) / 20 layout, so a 2-channel network
+    sees the motion channels of the very image the reference's network saw.
+    """
+    mean = flow.new_tensor(RGB_MEAN).view(3, 1, 1, 1)
+    std = flow.new_tensor(RGB_STD).view(3, 1, 1, 1)
+    if flow.shape[1] == 3:
+        image = flow * std + mean
+    else:
+        x, y = ((flow + 1) / 2).unbind(1)
+        image = torch.stack([torch.full_like(x, 128 / 255), y, x], dim=1)
+    image = colour.apply(image.transpose(1, 2), drawn).transpose(1, 2)
+    if flow.shape[1] == 3:
+        return ((image - mean) / std).contiguous()
+    return torch.stack([image[:, 2], image[:, 1]], dim=1) * 2 - 1

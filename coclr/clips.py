@@ -1,9 +1,10 @@
 """Clip datasets over the frame and flow shards.
 
 Training draws random windows of T frames and augments each independently:
-fine-tuning one a video (:class:`ClipDataset`), contrastive learning two
-(:class:`TwoClipDataset`; they may overlap). RGB and flow of one window share
-frames, crop and flip. Evaluation walks dense windows over the
+fine-tuning one a video (:class:`ClipDataset`), contrastive learning a pair
+(:class:`TwoClipDataset`): two windows (they may overlap), or, as the reference
+does for half its pairs, one window augmented twice. RGB and flow of one window
+share frames, crop and flip. Evaluation walks dense windows over the
 whole video (:class:`DenseClipDataset`).
 
 Flow i lies between frames i and i+1, so a video of N frames has N - 1 flow
@@ -75,35 +76,65 @@ class ClipDataset(Dataset):
     def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels: int):
         self.videos, self.reader = videos, reader
         self.frames, self.stride = clip["frames"], clip["stride"]
-        self.augment = ClipAugment(clip["size"], clip["crop_area"], flow_channels, clip["flip_negates_flow_x"], train=True)
+        self.augment = ClipAugment.from_settings(clip, flow_channels, train=True)
 
     def __len__(self):
         return len(self.videos)
 
-    def _window(self, video_id, length):
+    def _read_window(self, video_id, length):
         last = latest_start(self.frames, self.stride, length)
         start = random.randint(0, last) if last > 0 else last
-        return self.augment(**self.reader.read(video_id, window_indices(start, self.frames, self.stride, length)))
+        return self.reader.read(video_id, window_indices(start, self.frames, self.stride, length))
+
+    def _window(self, video_id, length):
+        return self.augment(**self._read_window(video_id, length))
 
     def __getitem__(self, index):
         row = self.videos.iloc[index]
         return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label), "index": index}
 
 
+# The reference's pairs (TengdaHan/CoCLR utils/augmentation.py, TwoClipTransform): a view of a
+# two-window pair gets the colour ("base") transform with this probability, else crop and flip only.
+TWO_WINDOW_COLOUR_P = 0.3
+
+
+def pair_colour(one_window: bool, colour_views: str, rng=random) -> tuple:
+    """Which of (query, key) get the colour transforms. ``every``: both. ``reference``: a
+    one-window pair colours exactly one of its views, a two-window pair each with p 0.3; so a
+    view is coloured with p 0.4 when half the pairs are one-window."""
+    if colour_views == "every":
+        return True, True
+    if one_window:
+        query = rng.random() < 0.5
+        return query, not query
+    return rng.random() < TWO_WINDOW_COLOUR_P, rng.random() < TWO_WINDOW_COLOUR_P
+
+
 class TwoClipDataset(ClipDataset):
-    """Two augmented windows of each video, the query and key of contrastive learning, with the
-    video's source group as an integer (the queue keeps it; CoCLR's mining reads it)."""
+    """The query and key of contrastive learning: two augmented windows of each video, or one
+    window augmented twice (``clip.one_window``), each with a flag saying whether the colour
+    transforms apply to it, and the video's source group as an integer (the queue keeps it;
+    CoCLR's mining reads it)."""
 
     def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels=2):
         super().__init__(videos, reader, clip, flow_channels)
         self.groups = group_ids(videos["group"])
+        self.one_window, self.colour_views = clip["one_window"], clip["colour_views"]
 
     def __getitem__(self, index):
         row = self.videos.iloc[index]
         length = self.reader.length(row.video_id)
+        one_window = self.one_window > 0 and random.random() < self.one_window
+        if one_window:
+            window = self._read_window(row.video_id, length)
+            query, key = self.augment(**window), self.augment(**window)
+        else:
+            query, key = self._window(row.video_id, length), self._window(row.video_id, length)
+        query["coloured"], key["coloured"] = pair_colour(one_window, self.colour_views)
         return {
-            "query": self._window(row.video_id, length),
-            "key": self._window(row.video_id, length),
+            "query": query,
+            "key": key,
             "label": int(row.label),
             "group": self.groups[index],
             "index": index,
@@ -119,7 +150,7 @@ class DenseClipDataset(Dataset):
     def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels: int):
         self.videos, self.reader = videos, reader
         self.frames, self.stride = clip["frames"], clip["stride"]
-        self.augment = ClipAugment(clip["size"], flow_channels=flow_channels, train=False)
+        self.augment = ClipAugment.from_settings(clip, flow_channels, train=False)
         step = clip["eval_stride"]
         self.windows = []
         for position, video_id in enumerate(videos["video_id"]):

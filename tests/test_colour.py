@@ -52,7 +52,7 @@ def test_one_draw_per_clip():
     torch.manual_seed(0)
     frame = torch.rand(1, 1, 3, 16, 16)
     video = frame.expand(8, 4, 3, 16, 16).contiguous()  # 8 identical clips of identical frames
-    out = RandomColour()(video)
+    out = RandomColour(grey="luma")(video)
     assert out.shape == video.shape and out.min() >= 0 and out.max() <= 1
     assert torch.allclose(out, out[:, :1].expand_as(out))  # every frame of a clip got the same change
     differences = (out[1:] - out[:1]).abs().flatten(1).amax(1)
@@ -64,7 +64,7 @@ def test_the_probabilities_are_honoured():
     video = clip_batch(n=400, t=1, size=12)
     never = RandomColour(p_jitter=0.0, p_gray=0.0, p_blur=0.0)(video)
     assert torch.allclose(never, video, atol=1e-6)
-    gray = RandomColour(p_jitter=0.0, p_gray=1.0, p_blur=0.0)(video)
+    gray = RandomColour(p_jitter=0.0, p_gray=1.0, p_blur=0.0, grey="luma")(video)
     assert torch.allclose(gray, luma(video).expand_as(video), atol=1e-6)
     some = RandomColour(p_jitter=0.0, p_gray=0.2, p_blur=0.0)(video)
     share = (some[:, :, 0] == some[:, :, 1]).flatten(1).all(1).float().mean().item()
@@ -82,6 +82,63 @@ def test_rgb_input_normalises_and_puts_channels_first():
 def test_to_device_turns_only_rgb_into_network_input():
     batch = {"query": {"rgb": torch.zeros(2, 4, 3, 8, 8, dtype=torch.uint8), "flow": torch.ones(2, 2, 4, 8, 8)},
              "label": torch.tensor([1, 2])}
-    out = to_device(batch, torch.device("cpu"), RandomColour())
+    out = to_device(batch, torch.device("cpu"), RandomColour(on_flow=False))
     assert out["query"]["rgb"].shape == (2, 3, 4, 8, 8) and out["query"]["rgb"].dtype == torch.float32
     assert torch.equal(out["query"]["flow"], batch["query"]["flow"]) and torch.equal(out["label"], batch["label"])
+
+
+def test_channel_grey_keeps_one_random_channel_per_frame():
+    torch.manual_seed(0)
+    video = clip_batch(n=4, t=12, size=8)
+    grey = RandomColour(p_jitter=0.0, p_gray=1.0, p_blur=0.0, grey="channel")(video)
+    kept = []
+    for clip, out in zip(video, grey):
+        for frame, result in zip(clip, out):
+            assert torch.equal(result[0], result[1]) and torch.equal(result[1], result[2])
+            kept.append(next(c for c in range(3) if torch.equal(result[0], frame[c])))
+    assert set(kept) == {0, 1, 2}  # drawn again for every frame
+
+
+def test_clips_not_flagged_for_colour_pass_unchanged():
+    torch.manual_seed(0)
+    video = clip_batch(n=6)
+    coloured = torch.tensor([True, False, True, False, True, False])
+    out = RandomColour(p_jitter=1.0, p_gray=0.0, p_blur=1.0)(video, coloured)
+    assert torch.equal(out[~coloured], video[~coloured])
+    assert ((out[coloured] - video[coloured]).abs().flatten(1).amax(1) > 1e-3).all()
+
+
+def flow_image(flow):
+    """The (128, y, x) image in [0, 1] that 2-channel flow input (x, y) / 20 stands for, (B, T, 3, H, W)."""
+    x, y = ((flow + 1) / 2).unbind(1)
+    return torch.stack([torch.full_like(x, 128 / 255), y, x], dim=2)
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_flow_is_coloured_with_its_rgb_clips_draw(channels):
+    """Brightness only: the RGB clip's factor and the flow image's factor are the same draw."""
+    torch.manual_seed(0)
+    rgb = torch.full((4, 3, 3, 8, 8), 100, dtype=torch.uint8)
+    flow2 = torch.rand(4, 2, 3, 8, 8) * 0.4 - 0.2
+    image = flow_image(flow2)
+    mean, std = torch.tensor(RGB_MEAN).view(3, 1, 1), torch.tensor(RGB_STD).view(3, 1, 1)
+    flow = flow2 if channels == 2 else ((image - mean) / std).transpose(1, 2)
+    colour = RandomColour(jitter=(0.4, 0.0, 0.0, 0.0), p_jitter=1.0, p_gray=0.0, p_blur=0.0)
+    out = to_device({"rgb": rgb, "flow": flow, "coloured": torch.tensor([True, True, False, True])}, "cpu", colour)
+    rgb_factor = ((out["rgb"] * std.view(3, 1, 1, 1) + mean.view(3, 1, 1, 1)) * 255 / 100)[:, 0, 0, 0, 0]
+    if channels == 2:
+        coloured_image = flow_image(out["flow"])
+    else:
+        coloured_image = (out["flow"].transpose(1, 2) * std + mean)
+    flow_factor = (coloured_image / image).flatten(1).median(1).values
+    assert torch.allclose(rgb_factor, flow_factor, atol=1e-4)
+    assert rgb_factor[2] == pytest.approx(1.0) and (rgb_factor[[0, 1, 3]] - 1).abs().min() > 1e-3
+    assert torch.allclose(out["flow"][2], flow[2], atol=1e-6)  # not flagged: unchanged
+
+
+def test_flow_alone_is_coloured_unless_switched_off():
+    torch.manual_seed(0)
+    flow = torch.rand(4, 2, 3, 8, 8) * 0.4 - 0.2
+    coloured = to_device({"flow": flow}, "cpu", RandomColour(p_jitter=1.0))["flow"]
+    assert (coloured - flow).abs().amax() > 1e-2
+    assert torch.equal(to_device({"flow": flow}, "cpu", RandomColour(p_jitter=1.0, on_flow=False))["flow"], flow)

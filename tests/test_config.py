@@ -128,7 +128,9 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
     assert paper == {
         "model": {"width": 1.0, "depth": 5, "flow_channels": 2},
         "clip": {"frames": 32, "stride": 1, "size": 128, "crop_area": [0.2, 1.0], "eval_stride": 15,
-                 "eval_pooling": "normalised_mean", "flip_negates_flow_x": True},
+                 "eval_pooling": "normalised_mean", "flip_negates_flow_x": True, "colour_views": "reference",
+                 "one_window": 0.5, "flow_colour": True, "grey": "channel", "crop": "reference",
+                 "interpolation": "bicubic"},
         "moco": {"queue_size": 2048, "momentum": 0.999, "temperature": 0.07, "dim": 128},
         "optim": {"lr": 1e-3, "weight_decay": 1e-5, "batch_size": 32},
         "infonce": {"epochs": 300, "lr_steps": [250, 280]},
@@ -142,7 +144,9 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
     config.validate(cfg)
     cpu = config.resolve(cfg, "synthetic")
     departures = {"model": {"width": 0.5, "depth": 3},
-                  "clip": {"frames": 8, "size": 32, "crop_area": [0.5, 1.0], "eval_stride": 4},
+                  "clip": {"frames": 8, "size": 32, "crop_area": [0.5, 1.0], "eval_stride": 4, "colour_views": "every",
+                           "one_window": 0, "flow_colour": False, "grey": "luma", "crop": "inception",
+                           "interpolation": "bilinear"},
                   "moco": {"queue_size": 512, "momentum": 0.99}, "infonce": {"epochs": 20, "lr_steps": []},
                   "ubernce": {"epochs": 40, "lr_steps": []}, "cotrain": {"epochs": 10, "lr_steps": [], "topk": 20},
                   "linear_probe": {"epochs": 50}, "finetune": {"epochs": 10}}

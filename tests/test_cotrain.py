@@ -1,6 +1,9 @@
 """CoCLR stages: what is trained, what is frozen, when steps start, resume and mining purity."""
 
 import json
+import os
+import random
+import signal
 import subprocess
 import sys
 
@@ -8,10 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
+from coclr.augment import RandomColour
+from coclr.batch import collate
+from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import complete_settings
 from coclr.training.cotrain import cotrain_step, load_miner
 from coclr.models import load_model, save_model
 from coclr.moco import MoCo
+from coclr.shards import flow_store, frame_store
+from coclr.training.trainer import Preempted, Trainer, resumable_loader
 from conftest import coclr
 
 ARCH = {"width": 0.125, "depth": 3}
@@ -41,7 +49,8 @@ def make_stage(tmp_path, labelled=True):
     save_model(tmp_path / "flow.pt", flow_model.state_dict(), "flow", {**ARCH, "in_channels": 2})
     miner = load_miner(tmp_path / "flow.pt", "flow", torch.device("cpu"))
     model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
-    step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator(), labelled)
+    step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator(),
+                        RandomColour.from_settings(SETTINGS["clip"]), labelled)
     return model, miner, step
 
 
@@ -127,3 +136,44 @@ def test_a_single_view_stage_names_the_shards_it_lacks(tiny_dataset, tmp_path, v
          "--settings", json.dumps(SETTINGS)], capture_output=True, text=True)
     assert result.returncode != 0 and f"the {view} view needs" in result.stderr and f"pass {missing}" in result.stderr
     assert not (tmp_path / "out.pt").exists()
+
+
+def reference_stage(tiny_dataset, run_dir, miner_path, stop_at=None):
+    """A CoCLR RGB stage with the reference augmentation (the schema's defaults: one-window pairs,
+    base/null colour, colour on flow, channel grey, one-try crop, bicubic) for 2 epochs;
+    SIGTERM (preemption) after step ``stop_at``."""
+    torch.manual_seed(0)
+    random.seed(0)
+    settings = complete_settings({**SETTINGS, "clip": {"frames": 4, "size": 32}})
+    assert settings["clip"]["colour_views"] == "reference" and settings["clip"]["flow_colour"]
+    stores = [frame_store(tiny_dataset["frames"]), flow_store(tiny_dataset["flow"])]
+    videos = usable_videos(pd.read_csv(tiny_dataset["manifest"]), "train", stores)
+    data = resumable_loader(TwoClipDataset(videos, ClipReader(*stores), settings["clip"]), 8, seed=5, collate=collate)
+    miner = load_miner(miner_path, "flow", torch.device("cpu"))
+    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
+    generator = torch.Generator().manual_seed(5)
+    trainer = Trainer(model, run_dir, settings, 2, generators={"mining": generator})
+    inner = cotrain_step(model, miner, "rgb", settings["cotrain"], torch.device("cpu"), generator,
+                         RandomColour.from_settings(settings["clip"]))
+    calls = {"n": 0}
+
+    def step(batch):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer saves after this step and exits
+        return inner(batch)
+
+    trainer.fit(data, step)
+    return model
+
+
+def test_the_reference_augmentation_resumes_bit_for_bit(tiny_dataset, tmp_path):
+    torch.manual_seed(1)
+    flow = MoCo({**ARCH, "in_channels": 2}, dim=16, queue_size=16)
+    save_model(tmp_path / "flow.pt", flow.state_dict(), "flow", {**ARCH, "in_channels": 2})
+    uninterrupted = reference_stage(tiny_dataset, tmp_path / "whole", tmp_path / "flow.pt")
+    with pytest.raises(Preempted):
+        reference_stage(tiny_dataset, tmp_path / "stopped", tmp_path / "flow.pt", stop_at=5)  # mid-epoch 2
+    resumed = reference_stage(tiny_dataset, tmp_path / "stopped", tmp_path / "flow.pt")
+    for name, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name

@@ -89,7 +89,8 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
     samples = ClipDataset(fit, reader, clip, flow_channels)
     loader = resumable_loader(samples, tune["batch_size"], seed, workers=workers,
                               drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")
-    colour, held_labels = RandomColour(), torch.tensor(held["label"].to_numpy())
+    # Fine-tuning colours every clip, RGB only, with luma grey (docs/model.md, departures table)
+    colour, held_labels = RandomColour(grey="luma", on_flow=False), torch.tensor(held["label"].to_numpy())
     best_path = Path(run_dir) / "best.pt"
 
     def best_so_far():

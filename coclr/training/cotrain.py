@@ -47,10 +47,9 @@ def init_encoders(model, path, view) -> None:
     model.encoder_k.load_state_dict(state)
 
 
-def cotrain_step(model, miner, view, settings, device, generator, labelled=True):
+def cotrain_step(model, miner, view, settings, device, generator, colour: RandomColour, labelled=True):
     """The MIL-NCE step; mining purity (a diagnostic) is measured only when the videos are ``labelled``."""
     moco = getattr(model, "module", model)
-    colour = RandomColour()
     mined_view = other(view)
 
     def step(batch):
@@ -87,6 +86,7 @@ def run(args) -> None:
     labelled = bool((ctx.videos["label"] != UNLABELLED).all())
     if not labelled:
         print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
-    step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, labelled)
+    colour = RandomColour.from_settings(ctx.settings["clip"])
+    step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, colour, labelled)
     history = trainer.fit(data, step)
     stage.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})

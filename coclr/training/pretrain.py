@@ -17,9 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--loss", choices=["infonce", "ubernce"], default="infonce")
 
 
-def contrastive_step(model, view, loss, device):
+def contrastive_step(model, view, loss, device, colour: RandomColour):
     moco = getattr(model, "module", model)
-    colour = RandomColour()
 
     def step(batch):
         batch = to_device(batch, device, colour)
@@ -42,5 +41,6 @@ def run(args) -> None:
     data = stage.loader(ctx, args.seed)
     model = stage.build_moco(args.view, ctx.settings, ctx.device)
     trainer = stage.trainer(ctx, model, args, ctx.settings[args.loss])
-    history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device))
+    history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device,
+                                                      RandomColour.from_settings(ctx.settings["clip"])))
     stage.export(ctx, model, args, trainer, history, {"loss": args.loss})
