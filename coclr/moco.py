@@ -64,8 +64,10 @@ class MoCo(nn.Module):
             for p_q, p_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
                 p_k.lerp_(p_q.detach(), 1 - self.momentum)
             k = self._shuffled_keys(im_k)
+        # fp32 under autocast (q and k are fp32, Encoder.forward): bf16 would move the logits by ~0.02.
         # The queue is edited in place by enqueue(); the graph keeps this step's copy.
-        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone()], dim=1)
+        with torch.autocast(q.device.type, enabled=False):
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone()], dim=1)
         return Contrast(logits / self.temperature, q, k)
 
     def _split_bn(self, encoder, x):

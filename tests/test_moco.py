@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from coclr.losses import info_nce
+from coclr.losses import info_nce, mil_nce
 from coclr.moco import MoCo
 
 ARCH = {"width": 0.125, "depth": 3}
@@ -31,6 +31,22 @@ def test_logits_are_cosines_over_temperature():
     torch.testing.assert_close(out.logits[:, 0], (out.q * out.k).sum(1) / 0.07)
     torch.testing.assert_close(out.logits[:, 1:], out.q @ model.queue / 0.07)
     torch.testing.assert_close(out.k.norm(dim=1), torch.ones(4))
+
+
+def test_embeddings_logits_and_loss_are_fp32_under_bf16_autocast():
+    """The backbone may run in bf16; the head's output, the logits and the loss may not (bf16 moved
+    these logits by 0.02 before)."""
+    model = small_moco()
+    positives = torch.rand(4, 11, generator=torch.Generator().manual_seed(3)) < 0.3
+    positives[:, 0] = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(clips(4, 1), clips(4, 2))
+        loss = mil_nce(out.logits, positives)
+    assert out.q.dtype == out.k.dtype == out.logits.dtype == loss.dtype == torch.float32
+    torch.testing.assert_close(out.q.norm(dim=1), torch.ones(4), rtol=0, atol=1e-6)
+    expected = torch.cat([(out.q * out.k).sum(1, keepdim=True), out.q @ model.queue], dim=1) / 0.07
+    assert torch.equal(out.logits, expected)
+    assert torch.equal(loss, mil_nce(out.logits, positives))
 
 
 def test_enqueue_wraps_around_and_keeps_metadata():
