@@ -87,7 +87,7 @@ def test_dataset_overrides_merge_over_the_preset_and_get_no_defaults():
         cfg = shipped(preset=preset)
         config.validate(cfg)
         k400 = config.resolve(cfg, "k400")
-        assert k400["cotrain"]["cycles"] == 1 and k400["cotrain"]["epochs"] == 50 and k400["cotrain"]["lr_steps"] == []
+        assert k400["cotrain"]["cycles"] == 1 and k400["cotrain"]["epochs"] == 50 and k400["cotrain"]["lr_steps"] == [40]
         assert k400["moco"]["queue_size"] == 16384
         assert k400["cotrain"]["topk"] == topk  # the preset's: the overrides name only what they change
         assert cfg["datasets"]["k400"]["overrides"] == SHIPPED["datasets"]["k400"]["overrides"]
