@@ -136,7 +136,8 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
         "cotrain": {"cycles": 2, "epochs": 100, "lr_steps": [80], "topk": 5, "self_drop": 0.9},
         "linear_probe": {"epochs": 100, "lr": [1e-3, 1e-2], "weight_decay": [1e-5, 1e-3], "batch_size": 64,
                          "holdout": 0.1},
-        "finetune": {"epochs": 150, "lr": 1e-3, "dropout": 0.9, "batch_size": 32, "holdout": 0.1},
+        "finetune": {"epochs": 500, "lr_steps": [400, 450], "lr": 1e-3, "weight_decay": 1e-3, "ten_crop": True,
+                     "dropout": 0.9, "batch_size": 32, "holdout": 0.1},
     }
     cfg = shipped(preset="cpu")
     config.validate(cfg)
@@ -145,7 +146,8 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
                   "clip": {"frames": 8, "size": 32, "crop_area": [0.5, 1.0], "eval_stride": 4},
                   "moco": {"queue_size": 512, "momentum": 0.99}, "infonce": {"epochs": 20, "lr_steps": []},
                   "ubernce": {"epochs": 40, "lr_steps": []}, "cotrain": {"epochs": 10, "lr_steps": [], "topk": 20},
-                  "linear_probe": {"epochs": 50}, "finetune": {"epochs": 10}}
+                  "linear_probe": {"epochs": 50},
+                  "finetune": {"epochs": 10, "lr_steps": [], "weight_decay": 1e-5, "ten_crop": False}}
     assert cpu == config.deep_merge(paper, departures)
     assert {key: cfg[key] for key in config.SECTIONS} == {
         "ingest": {"videos_per_shard": 250, "workers": 2, "test_fraction": 0.3},
