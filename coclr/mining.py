@@ -34,7 +34,8 @@ def mine_positives(second, queue_second, group, queue_group, topk=5, drop_self=0
     """
     same_group = group[:, None] == queue_group[None, :]
     candidate = candidates(group, queue_group, valid)
-    sim = (second @ queue_second).masked_fill(~candidate, float("-inf"))
+    with torch.autocast(second.device.type, enabled=False):  # bf16 would tie and reorder close candidates
+        sim = (second.float() @ queue_second).masked_fill(~candidate, float("-inf"))
     top = sim.topk(min(topk, sim.shape[1]), dim=1)
     hit = torch.isfinite(top.values)
     mined = torch.zeros_like(same_group).scatter_(1, top.indices, hit)

@@ -13,9 +13,12 @@ so batch statistics cannot give the positive away. Across processes (DDP) keys
 are shuffled over processes as in the reference. Within a process the batch is
 split into ``bn_splits`` chunks that act as virtual devices: every chunk is
 normalised on its own, for queries in order and for keys after a random
-permutation. Two chunks in one process reproduce the reference's 2-GPU runs.
+permutation. Two chunks in one process reproduce the reference's 2-GPU runs,
+running statistics included: only the first chunk updates them, as only rank 0's
+update survives DDP's buffer broadcast.
 """
 
+import contextlib
 import copy
 from typing import NamedTuple
 
@@ -26,6 +29,19 @@ from torch import nn
 from coclr.distributed import gather, world_size
 from coclr.models.encoder import Encoder
 from coclr.models.s3d import build_backbone
+
+
+@contextlib.contextmanager
+def running_stats_frozen(module):
+    """Normalisation layers that keep their running statistics as they are (training forwards are unchanged)."""
+    norms = [m for m in module.modules() if getattr(m, "track_running_stats", False)]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
 
 
 class Contrast(NamedTuple):
@@ -64,13 +80,21 @@ class MoCo(nn.Module):
             for p_q, p_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
                 p_k.lerp_(p_q.detach(), 1 - self.momentum)
             k = self._shuffled_keys(im_k)
+        # fp32 under autocast (q and k are fp32, Encoder.forward): bf16 would move the logits by ~0.02.
         # The queue is edited in place by enqueue(); the graph keeps this step's copy.
-        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone()], dim=1)
+        with torch.autocast(q.device.type, enabled=False):
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone()], dim=1)
         return Contrast(logits / self.temperature, q, k)
 
     def _split_bn(self, encoder, x):
-        splits = self.bn_splits or (1 if world_size() > 1 else 2)
-        return torch.cat([encoder(chunk) for chunk in x.chunk(splits)])
+        """Each chunk normalised by its own batch statistics; the running statistics updated by the
+        first chunk only: DDP broadcasts rank 0's buffers before every forward, so a multi-process
+        run keeps one update a step, from rank 0's chunk."""
+        first, *rest = x.chunk(self.bn_splits or (1 if world_size() > 1 else 2))
+        out = [encoder(first)]
+        with running_stats_frozen(encoder):
+            out += [encoder(chunk) for chunk in rest]
+        return torch.cat(out)
 
     def _shuffled_keys(self, im_k):
         """Keys computed on a shuffled batch (across processes under DDP), returned in input order."""

@@ -87,7 +87,7 @@ def test_dataset_overrides_merge_over_the_preset_and_get_no_defaults():
         cfg = shipped(preset=preset)
         config.validate(cfg)
         k400 = config.resolve(cfg, "k400")
-        assert k400["cotrain"]["cycles"] == 1 and k400["cotrain"]["epochs"] == 50 and k400["cotrain"]["lr_steps"] == []
+        assert k400["cotrain"]["cycles"] == 1 and k400["cotrain"]["epochs"] == 50 and k400["cotrain"]["lr_steps"] == [40]
         assert k400["moco"]["queue_size"] == 16384
         assert k400["cotrain"]["topk"] == topk  # the preset's: the overrides name only what they change
         assert cfg["datasets"]["k400"]["overrides"] == SHIPPED["datasets"]["k400"]["overrides"]
@@ -138,7 +138,8 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
         "cotrain": {"cycles": 2, "epochs": 100, "lr_steps": [80], "topk": 5, "self_drop": 0.9},
         "linear_probe": {"epochs": 100, "lr": [1e-3, 1e-2], "weight_decay": [1e-5, 1e-3], "batch_size": 64,
                          "holdout": 0.1},
-        "finetune": {"epochs": 150, "lr": 1e-3, "dropout": 0.9, "batch_size": 32, "holdout": 0.1},
+        "finetune": {"epochs": 500, "lr_steps": [400, 450], "lr": 1e-3, "weight_decay": 1e-3, "ten_crop": True,
+                     "dropout": 0.9, "batch_size": 32, "holdout": 0.1},
     }
     cfg = shipped(preset="cpu")
     config.validate(cfg)
@@ -149,7 +150,8 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
                            "interpolation": "bilinear"},
                   "moco": {"queue_size": 512, "momentum": 0.99}, "infonce": {"epochs": 20, "lr_steps": []},
                   "ubernce": {"epochs": 40, "lr_steps": []}, "cotrain": {"epochs": 10, "lr_steps": [], "topk": 20},
-                  "linear_probe": {"epochs": 50}, "finetune": {"epochs": 10}}
+                  "linear_probe": {"epochs": 50},
+                  "finetune": {"epochs": 10, "lr_steps": [], "weight_decay": 1e-5, "ten_crop": False}}
     assert cpu == config.deep_merge(paper, departures)
     assert {key: cfg[key] for key in config.SECTIONS} == {
         "ingest": {"videos_per_shard": 250, "workers": 2, "test_fraction": 0.3},

@@ -202,7 +202,7 @@ def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
     settings = complete_settings({
         "model": {"width": 0.25, "depth": 3, "flow_channels": 2}, "clip": CLIP, "optim": {"weight_decay": 1e-5},
         "resources": {"threads": 1, "workers": 0, "checkpoint_minutes": 10},
-        "finetune": {"epochs": 2, "lr": 1e-3, "dropout": 0.9, "batch_size": 2, "holdout": 0.5}})
+        "finetune": {"epochs": 2, "lr_steps": [1], "lr": 1e-3, "dropout": 0.9, "batch_size": 2, "holdout": 0.5}})
     common = ["--manifest", str(manifest), "--frames", str(path), "--settings", json.dumps(settings)]
     main(["features", "--view", "rgb", "--random", "--out", str(tmp_path / "random_rgb.pt"), *common])
     data = torch.load(tmp_path / "random_rgb.pt", weights_only=True)
@@ -231,7 +231,9 @@ def test_features_and_finetune_entry_points(shard, tmp_path, capsys):
     main([*finetune, "--manifest", str(manifest), "--frames", str(path), "--settings", json.dumps(settings)])
     assert "at epoch 2" in capsys.readouterr().err
     with open(run_dir / "metrics.csv", newline="") as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3]
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
+    assert [float(row["lr"]) for row in rows] == pytest.approx([1e-3, 1e-4, 1e-4])  # finetune.lr_steps
     assert len(json.loads(out.read_text())["selection"]["holdout_top1"]) == 3
 
 

@@ -65,3 +65,21 @@ def test_purity():
     queue_label = torch.tensor([5, 6, 5, 5, 6])
     assert purity(indices, torch.tensor([5, 6]), queue_label) == 2 / 5
     assert math.isnan(purity(torch.full((1, 2), -1), torch.tensor([5]), queue_label))
+
+
+def test_bf16_autocast_mines_what_fp32_mines():
+    """Under bf16 autocast the similarities stay fp32. In bf16 they tie and reorder close candidates:
+    before the fix 16 of these 256 rows mined another top-5 set (the paper's d 128, K 2048)."""
+    g = torch.Generator().manual_seed(0)
+    second = torch.nn.functional.normalize(torch.randn(256, 128, generator=g), dim=1)
+    queue_second = torch.nn.functional.normalize(torch.randn(128, 2048, generator=g), dim=0)
+    group, queue_group = torch.arange(256), torch.arange(1000, 3048)
+
+    def mine():
+        return mine_positives(second, queue_second, group, queue_group, topk=5,
+                              generator=torch.Generator().manual_seed(1))
+
+    fp32 = mine()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = mine()
+    assert torch.equal(bf16.indices, fp32.indices) and torch.equal(bf16.positives, fp32.positives)

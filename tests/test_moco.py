@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from coclr.losses import info_nce
+from coclr.losses import info_nce, mil_nce
 from coclr.moco import MoCo
 
 ARCH = {"width": 0.125, "depth": 3}
@@ -31,6 +31,22 @@ def test_logits_are_cosines_over_temperature():
     torch.testing.assert_close(out.logits[:, 0], (out.q * out.k).sum(1) / 0.07)
     torch.testing.assert_close(out.logits[:, 1:], out.q @ model.queue / 0.07)
     torch.testing.assert_close(out.k.norm(dim=1), torch.ones(4))
+
+
+def test_embeddings_logits_and_loss_are_fp32_under_bf16_autocast():
+    """The backbone may run in bf16; the head's output, the logits and the loss may not (bf16 moved
+    these logits by 0.02 before)."""
+    model = small_moco()
+    positives = torch.rand(4, 11, generator=torch.Generator().manual_seed(3)) < 0.3
+    positives[:, 0] = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(clips(4, 1), clips(4, 2))
+        loss = mil_nce(out.logits, positives)
+    assert out.q.dtype == out.k.dtype == out.logits.dtype == loss.dtype == torch.float32
+    torch.testing.assert_close(out.q.norm(dim=1), torch.ones(4), rtol=0, atol=1e-6)
+    expected = torch.cat([(out.q * out.k).sum(1, keepdim=True), out.q @ model.queue], dim=1) / 0.07
+    assert torch.equal(out.logits, expected)
+    assert torch.equal(loss, mil_nce(out.logits, positives))
 
 
 def test_enqueue_wraps_around_and_keeps_metadata():
@@ -164,3 +180,36 @@ def test_ddp_first_step_matches_one_process_with_the_whole_batch(tmp_path):
     torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, loss, rtol=1e-4, atol=1e-5)
     for rank in ranks:
         torch.testing.assert_close(rank["weights"], weights, rtol=1e-4, atol=1e-5)
+
+
+def running_statistics(model):
+    module = getattr(model, "module", model)
+    return {key: value.clone() for key, value in module.state_dict().items()
+            if "running_" in key or "num_batches_tracked" in key}
+
+
+def ddp_bn_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    model, mine = DistributedDataParallel(small_moco(queue_size=16)), slice(4 * rank, 4 * rank + 4)
+    for step in range(2):
+        one_sgd_step(model, clips(8, seed=10 + step)[mine], clips(8, seed=20 + step)[mine])
+    if rank == 0:  # what a multi-process trainer saves
+        torch.save(running_statistics(model), f"{out_dir}/stats.pt")
+    dist.destroy_process_group()
+
+
+def test_bn_running_statistics_follow_a_two_process_run(tmp_path):
+    """DDP broadcasts rank 0's buffers before every forward (broadcast_buffers, its default and
+    the reference's), so a 2-process run updates the BN running statistics once a step, from
+    rank 0's half of the batch. One process with 2 BN groups must end with the same buffers."""
+    mp.spawn(ddp_bn_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    ddp = torch.load(tmp_path / "stats.pt", weights_only=True)
+    model = small_moco(queue_size=16)
+    for step in range(2):
+        one_sgd_step(model, clips(8, seed=10 + step), clips(8, seed=20 + step))
+    local = running_statistics(model)
+    assert local.keys() == ddp.keys() and any("encoder_k" in key for key in local)
+    for key in local:
+        torch.testing.assert_close(local[key], ddp[key], rtol=1e-4, atol=1e-5, msg=key)

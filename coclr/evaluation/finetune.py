@@ -1,9 +1,9 @@
 """``python -m coclr finetune``: the whole network trained for classification.
 
 Backbone from the checkpoint -> global average pool -> dropout (0.9) -> linear
-classifier; Adam with the backbone at a tenth of the head's learning rate
-(weight decay: ``optim.weight_decay``). Each epoch draws one augmented window
-per training video (the pretraining augmentations).
+classifier; Adam with the backbone at a tenth of the head's learning rate, both
+x0.1 at ``finetune.lr_steps`` (weight decay: ``finetune.weight_decay``). Each epoch
+draws one augmented window per training video (the pretraining augmentations).
 
 Training runs in :class:`coclr.training.trainer.Trainer`, so a killed or preempted job
 resumes from ``--run-dir``. The epoch is chosen by video-level top-1 on held-out
@@ -12,7 +12,8 @@ accuracy is logged and the weights of the best epoch so far are kept in
 ``<run-dir>/best.pt``. Unlike the
 probe, the network is not retrained on the whole training split at that epoch
 count: it would double the cost of the most expensive evaluation. Test: dense
-windows, centre crop (or ten crops), class probabilities averaged per video.
+windows, ten crops (``finetune.ten_crop``, as the reference) or the centre crop,
+class probabilities averaged per video; the held-out epochs are scored on the centre crop.
 ``--fuse`` averages an RGB and a flow model's test probabilities (two-stream).
 """
 
@@ -49,7 +50,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--manifest", help="manifest or split table CSV (coclr ingest, split-table)")
     parser.add_argument("--frames", nargs="*", default=[], help="frame shards (needed for an RGB model)")
     parser.add_argument("--flow", nargs="*", default=[], help="flow shards (needed for the flow view)")
-    parser.add_argument("--ten-crop", action="store_true", help="ten crops per test window instead of the centre crop")
     parser.add_argument("--out", required=True, help="result JSON")
     parser.add_argument("--probs", help="where to save the test class probabilities (for two-stream)")
     parser.add_argument("--run-dir", help="resumable training state and logs (kept across failures)")
@@ -82,8 +82,8 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
     # The head's group first: the trainer logs the first group's lr, i.e. `finetune.lr`.
     groups = [{"params": list(model[4].parameters()), "lr": tune["lr"]},
               {"params": list(model[0].parameters()), "lr": tune["lr"] / 10}]
-    trainer = Trainer(model, run_dir, settings, tune["epochs"], lr=tune["lr"],
-                      weight_decay=settings["optim"]["weight_decay"], device=run_on,
+    trainer = Trainer(model, run_dir, settings, tune["epochs"], tune["lr_steps"], lr=tune["lr"],
+                      weight_decay=tune["weight_decay"], device=run_on,
                       param_groups=groups, inputs=[checkpoint],
                       checkpoint_minutes=settings["resources"]["checkpoint_minutes"])
     samples = ClipDataset(fit, reader, clip, flow_channels)
@@ -144,7 +144,8 @@ def run(args) -> None:
     fit, held = holdout_split(train["label"], train["group"], settings["finetune"]["holdout"], args.seed)
     curve = fine_tune(model, train.iloc[fit.numpy()], train.iloc[held.numpy()], reader, settings, view, flow_channels,
                       args.run_dir, args.checkpoint, resources["workers"], args.seed)
-    probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels, args.ten_crop,
+    probs = video_probabilities(model, test, reader, settings["clip"], view, flow_channels,
+                                settings["finetune"]["ten_crop"],
                                 workers=resources["workers"])
     best = max(range(len(curve)), key=curve.__getitem__) + 1
     record = result_record(
@@ -153,7 +154,7 @@ def run(args) -> None:
         [{**file_record(args.checkpoint), "meta": checkpoint["meta"]}], start,
         selection={"epochs": best, "holdout_top1": curve, "fit_videos": len(fit), "holdout_videos": len(held)},
         chosen_epoch=best, trained_epochs=len(curve),
-        settings={**settings, "seed": args.seed, "ten_crop": args.ten_crop},
+        settings={**settings, "seed": args.seed},
         train_videos=len(train), test_videos=len(test))
     if args.probs:
         save_probabilities(args.probs, probs, torch.tensor(test["label"].to_numpy()), list(test["video_id"]), record)

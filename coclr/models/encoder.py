@@ -23,8 +23,9 @@ class Encoder(nn.Sequential):
         self.dim = dim
 
     def forward(self, x):
-        """(B, dim) unit-norm embeddings."""
-        return F.normalize(super().forward(x).flatten(1), dim=1)
+        """(B, dim) unit-norm embeddings, fp32 even under autocast: the contrastive head and mining
+        compare them to within bf16's resolution (docs/model.md, "Numerics")."""
+        return F.normalize(super().forward(x).flatten(1).float(), dim=1)
 
     def features(self, x):
         """(B, D) pooled backbone features, the representation that is evaluated."""

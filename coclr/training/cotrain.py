@@ -55,7 +55,7 @@ def cotrain_step(model, miner, view, settings, device, generator, colour: Random
     def step(batch):
         batch = to_device(batch, device, colour)
         with torch.no_grad():
-            second = miner(batch["key"][mined_view]).float()
+            second = miner(batch["key"][mined_view])  # fp32 (Encoder.forward)
         out = model(batch["query"][view], batch["key"][view])
         mined = mine_positives(second, moco.queue_second, batch["group"], moco.queue_group,
                                topk=settings["topk"], drop_self=settings["self_drop"],

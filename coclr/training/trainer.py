@@ -2,7 +2,8 @@
 
 A stage supplies ``step(batch) -> StepResult``; the trainer owns the rest:
 
-- Adam with lr steps (x0.1) at configured epochs; bf16 autocast on CUDA;
+- Adam with lr steps (x0.1) at configured epochs; bf16 autocast on CUDA (the
+  contrastive head, losses and mining stay fp32: docs/model.md, "Numerics");
 - a resumable state (model with its MoCo queue, optimiser, scheduler, epoch, step
   within the epoch, the epoch's running metrics, RNG states) written atomically to
   ``<run_dir>/state.pt`` after every epoch and every ``checkpoint_minutes`` within

@@ -144,7 +144,7 @@ rule finetune:
         probs=RUN.replace("{task}", "finetune") + ".probs.pt",
     params:
         shards=shard_option,
-        settings=lambda w: pair_settings_json(w.scope, "model", "clip", "optim", "finetune"),
+        settings=lambda w: pair_settings_json(w.scope, "model", "clip", "finetune"),
         run_dir="runs/{scope}/split{split}/finetune_{method}_{view}",
     threads: config["resources"]["threads"]
     resources:
