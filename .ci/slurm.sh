@@ -4,7 +4,7 @@
 # One partition `debug` (the default) holding this node with its real CPUs and memory;
 # no accounting (the executor plugin then needs --slurm-status-command squeue: docs/cluster.md).
 # Idempotent: a second call finds the daemons up and only waits for the node.
-#   sudo .ci/slurm.sh            # then: sinfo; python -m pytest -m slurm -p no:xdist
+#   sudo .ci/slurm.sh            # then: sinfo; python -m pytest -v -m slurm -n 0
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
