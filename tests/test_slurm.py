@@ -155,7 +155,8 @@ def cluster_run(partition, tmp_path_factory):
     settings.write_text(yaml.safe_dump({"resources": {"workers": 1, "gpu_partition": partition}}))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     workdir = base / "cluster"
-    result, seconds = run_snakemake(workdir, "--profile", profile, configfiles=(TINY_CONFIG, settings), env=env)
+    result, seconds = run_snakemake(workdir, "--profile", profile, *FAST_POLL, configfiles=(TINY_CONFIG, settings),
+                                    env=env)
     assert result.returncode == 0, f"snakemake through the SLURM profile failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     local, local_seconds = run_snakemake(base / "local", "--cores", 2, configfiles=(TINY_CONFIG, settings))
     assert local.returncode == 0, local.stderr[-6000:]
@@ -208,3 +209,108 @@ def test_cluster_results_equal_a_local_run(cluster_run):
         assert deterministic(json.loads((cluster / path).read_text())) == \
             deterministic(json.loads((local / path).read_text())), path
     assert (cluster / "results/synthetic/ablation.md").read_text() == (local / "results/synthetic/ablation.md").read_text()
+
+
+# -- Preemption on the scheduler -----------------------------------------------------------------
+
+STOP = re.compile(r"(received a stop signal|the job's end time is \d+ s away \(no stop signal came\)): "
+                  r"saved \S+ at epoch (\d+), step (\d+), exiting")
+RESUME = re.compile(r"resumed from \S+ at epoch (\d+), step (\d+)")
+
+
+@pytest.fixture(scope="module")
+def long_stage(partition, tmp_path_factory):
+    """A workdir whose RGB InfoNCE stage lasts minutes (many epochs of the tiny set), its data made
+    locally, and that stage's model from an uninterrupted local run."""
+    base = tmp_path_factory.mktemp("slurm_preempt")
+    settings = base / "long_stage.yaml"
+    settings.write_text(yaml.safe_dump({"presets": {"cpu": {"infonce": {"epochs": 300}}},
+                                        "resources": {"stop_margin_minutes": 0.4, "gpu_partition": partition}}))
+    configs = (TINY_CONFIG, settings)
+    reference = base / "reference"
+    result, seconds = run_snakemake(reference, "--cores", 1, "models/synthetic/infonce_rgb.pt", configfiles=configs)
+    assert result.returncode == 0, result.stderr[-6000:]
+    print(f"uninterrupted stage, locally: {seconds:.0f} s")
+    return {"base": base, "configs": configs, "reference": reference, "profile": overlay_profile(base / "profile", partition)}
+
+
+def prepared(long_stage, name):
+    """A workdir with the stage's inputs made locally (frames, preflight), ready for the cluster job."""
+    workdir = long_stage["base"] / name
+    result, _ = run_snakemake(workdir, "--cores", 2, "--until", "frames", "models/synthetic/infonce_rgb.pt",
+                              configfiles=long_stage["configs"])
+    assert result.returncode == 0, result.stderr[-6000:]
+    result, _ = run_snakemake(workdir, "--cores", 1, "data/synthetic/preflight_pretraining.json",
+                              configfiles=long_stage["configs"])
+    assert result.returncode == 0, result.stderr[-6000:]
+    return workdir
+
+
+def stops_and_resumes(log_text):
+    stops = [(m.group(1), int(m.group(2)), int(m.group(3))) for m in STOP.finditer(log_text)]
+    resumes = [(int(m.group(1)), int(m.group(2))) for m in RESUME.finditer(log_text)]
+    return stops, resumes
+
+
+FAST_POLL = ["--slurm-init-seconds-before-status-checks", 5, "--seconds-between-status-checks", 5]
+
+
+def test_a_time_limited_stage_stops_before_the_limit_and_resumes_in_the_retries(long_stage):
+    """A 1-minute limit, no signal asked for (the command line's --set-resources replaces the profile's
+    whole pretrain entry, its --signal too): the trainer stops 0.4 min before the end time it reads from
+    SLURM, Snakemake resubmits, each attempt resumes where the last saved; the log keeps every attempt."""
+    workdir = prepared(long_stage, "time_limit")
+    result, seconds = run_snakemake(workdir, "--profile", long_stage["profile"], "models/synthetic/infonce_rgb.pt",
+                                    "--set-resources", "pretrain:runtime=1", "--retries", 12, *FAST_POLL,
+                                    configfiles=long_stage["configs"])
+    assert result.returncode == 0, result.stderr[-8000:]
+    log = (workdir / "logs/synthetic/infonce_rgb.log").read_text()
+    attempts = log.count("coclr.launch: start")
+    stops, resumes = stops_and_resumes(log)
+    print(f"time-limited stage on SLURM: {attempts} attempts, {seconds:.0f} s; stops {stops}")
+    assert attempts >= 2 and len(stops) == attempts - 1 and len(resumes) == attempts - 1, log
+    assert all(why.startswith("the job's end time") for why, _, _ in stops), log
+    for (_, epoch, step), resumed in zip(stops, resumes):
+        assert resumed == (epoch - 1, step), log  # the stop names the epoch 1-based, the resume 0-based
+    assert "SLURM job" in log and "restart" in log
+    assert same_tensors(workdir / "models/synthetic/infonce_rgb.pt",
+                        long_stage["reference"] / "models/synthetic/infonce_rgb.pt")
+
+
+def test_scontrol_requeue_mid_stage_resumes_exactly(long_stage):
+    """`scontrol requeue` (what preemption with requeue does): SLURM sends SIGTERM, the trainer saves and
+    exits; the same SLURM job runs again and resumes at the saved step; the model equals an
+    uninterrupted run's bit for bit."""
+    workdir = prepared(long_stage, "requeue")
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", *map(str, long_stage["configs"]), "--profile", str(long_stage["profile"]),
+               "models/synthetic/infonce_rgb.pt", *map(str, FAST_POLL)]
+    start = time.monotonic()
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = workdir / "runs/synthetic/infonce_rgb/metrics.csv"
+    deadline = time.time() + 600
+    while (not metrics.exists() or len(metrics.read_text().splitlines()) < 20) and time.time() < deadline:
+        assert run.poll() is None, run.stdout.read()
+        time.sleep(1)
+    job = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "R"], capture_output=True, text=True).stdout
+    jobs = [j for j in job.split() if j]
+    assert len(jobs) == 1, jobs
+    subprocess.run(["scontrol", "requeue", jobs[0]], check=True)
+    # SLURM holds a requeued job for a while (BeginTime); let it start again at once.
+    for _ in range(30):
+        state = subprocess.run(["squeue", "-h", "-j", jobs[0], "-o", "%T"], capture_output=True, text=True).stdout
+        if "PENDING" in state:
+            subprocess.run(["scontrol", "update", f"jobid={jobs[0]}", "StartTime=now"], check=False)
+            break
+        time.sleep(1)
+    output, _ = run.communicate(timeout=900)
+    seconds = time.monotonic() - start
+    assert run.returncode == 0, output[-8000:]
+    log = (workdir / "logs/synthetic/infonce_rgb.log").read_text()
+    stops, resumes = stops_and_resumes(log)
+    print(f"requeued stage on SLURM: {seconds:.0f} s; stops {stops}, resumes {resumes}")
+    assert log.count("coclr.launch: start") == 2 and "(restart 1)" in log, log
+    assert len(stops) == 1 and stops[0][0] == "received a stop signal", log
+    assert resumes == [(stops[0][1] - 1, stops[0][2])], log
+    assert same_tensors(workdir / "models/synthetic/infonce_rgb.pt",
+                        long_stage["reference"] / "models/synthetic/infonce_rgb.pt")

@@ -13,6 +13,11 @@ from coclr import ingest as coclr_ingest
 from coclr import naming
 
 coclr_config.validate(config)
+
+# `--sdm conda`: envs/coclr.yaml holds the dependencies, not the package; the jobs run this
+# workflow's own code (its folder first on PYTHONPATH, which jobs inherit, on SLURM too).
+if "conda" in {str(getattr(m, "name", m)).lower() for m in workflow.deployment_settings.deployment_method}:
+    coclr_config.put_on_pythonpath(workflow.basedir)
 coclr_config.check_dataset_paths(config, config["dataset"])
 
 DATASETS = list(config["datasets"])
