@@ -224,7 +224,7 @@ def long_stage(partition, tmp_path_factory):
     locally, and that stage's model from an uninterrupted local run."""
     base = tmp_path_factory.mktemp("slurm_preempt")
     settings = base / "long_stage.yaml"
-    settings.write_text(yaml.safe_dump({"presets": {"cpu": {"infonce": {"epochs": 300}}},
+    settings.write_text(yaml.safe_dump({"presets": {"cpu": {"infonce": {"epochs": 120}}},
                                         "resources": {"stop_margin_minutes": 0.4, "gpu_partition": partition}}))
     configs = (TINY_CONFIG, settings)
     reference = base / "reference"
