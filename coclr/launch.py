@@ -10,9 +10,12 @@
    (:func:`die_with_parent`); SIGTERM, SIGUSR1 and SIGINT are passed on to the child (a trainer
    saves its state and exits 143), and the launcher exits with the child's status.
 
-Each start writes one line to the job's log (appended to by the rules): the time, the host,
-the SLURM job and restart count when there is one, and the devices, so a log shows every
-attempt of a retried or requeued job.
+Each start writes one line to the job's log: the time, the host, the SLURM job and restart
+count when there is one, and the devices. Snakemake empties a job's log when it runs the job
+again (a retry, or a SLURM requeue, whose job step reruns the rule), so ``--history FILE``
+also appends everything the job prints to FILE, outside Snakemake's outputs: the training
+rules keep ``runs/<dataset>/<stage>/attempts.log``, where every attempt, its stop and its
+resume stay on record.
 """
 
 import argparse
@@ -23,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 PR_SET_PDEATHSIG = 1
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -65,6 +69,8 @@ def attempt_line(devices) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coclr.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=0, help="GPUs the job uses (torchrun when > 1)")
+    parser.add_argument("--history", default=None,
+                        help="also append the job's output to this file (kept across retries and requeues)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the coclr command and its arguments")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -78,7 +84,15 @@ def main(argv=None) -> int:
 
         held = devices.acquire(args.gpus)
         env["CUDA_VISIBLE_DEVICES"] = held.env_value
-    print(attempt_line(env.get("CUDA_VISIBLE_DEVICES")), file=sys.stderr, flush=True)
+    history = None
+    if args.history:
+        os.makedirs(os.path.dirname(os.path.abspath(args.history)), exist_ok=True)
+        history = open(args.history, "a", encoding="utf-8", errors="replace")
+    line = attempt_line(env.get("CUDA_VISIBLE_DEVICES"))
+    print(line, file=sys.stderr, flush=True)
+    if history is not None:
+        history.write(line + "\n")
+        history.flush()
     child = None
 
     def forward(signum, frame):
@@ -88,16 +102,31 @@ def main(argv=None) -> int:
     for sig in FORWARDED:
         signal.signal(sig, forward)
     try:
+        output = {} if history is None else {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
         child = subprocess.Popen(command_line(args.gpus, command), env=env,
-                                 preexec_fn=lambda: die_with_parent(signal.SIGTERM))
-        while True:
-            try:
-                return child.wait()
-            except InterruptedError:  # pragma: no cover (PEP 475 retries; kept for clarity)
-                continue
+                                 preexec_fn=lambda: die_with_parent(signal.SIGTERM), **output)
+        copier = None
+        if history is not None:
+            copier = threading.Thread(target=tee, args=(child.stdout, [sys.stderr, history]), daemon=True)
+            copier.start()
+        code = child.wait()
+        if copier is not None:
+            copier.join(timeout=30)
+        return code
     finally:
         if held is not None:
             held.release()
+        if history is not None:
+            history.close()
+
+
+def tee(stream, targets) -> None:
+    """Copy the child's output, line by line as it comes, to every target."""
+    for raw in iter(stream.readline, b""):
+        text = raw.decode("utf-8", errors="replace")
+        for target in targets:
+            target.write(text)
+            target.flush()
 
 
 if __name__ == "__main__":

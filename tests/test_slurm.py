@@ -227,8 +227,8 @@ def long_stage(partition, tmp_path_factory):
     locally, and that stage's model from an uninterrupted local run."""
     base = tmp_path_factory.mktemp("slurm_preempt")
     settings = base / "long_stage.yaml"
-    settings.write_text(yaml.safe_dump({"presets": {"cpu": {"infonce": {"epochs": 120}}},
-                                        "resources": {"stop_margin_minutes": 0.4, "gpu_partition": partition}}))
+    settings.write_text(yaml.safe_dump({"presets": {"cpu": {"infonce": {"epochs": 300}}},
+                                        "resources": {"stop_margin_minutes": 0.25, "gpu_partition": partition}}))
     configs = (TINY_CONFIG, settings)
     reference = base / "reference"
     result, seconds = run_snakemake(reference, "--cores", 1, "models/synthetic/infonce_rgb.pt", configfiles=configs)
@@ -261,14 +261,15 @@ FAST_POLL = ["--slurm-init-seconds-before-status-checks", 5, "--seconds-between-
 
 def test_a_time_limited_stage_stops_before_the_limit_and_resumes_in_the_retries(long_stage):
     """A 1-minute limit, no signal asked for (the command line's --set-resources replaces the profile's
-    whole pretrain entry, its --signal too): the trainer stops 0.4 min before the end time it reads from
-    SLURM, Snakemake resubmits, each attempt resumes where the last saved; the log keeps every attempt."""
+    whole pretrain entry, its --signal too): the trainer stops 0.25 min before the end time it reads from
+    SLURM, Snakemake resubmits, each attempt resumes where the last saved; the run's attempts.log keeps
+    every attempt (Snakemake empties the job's log at each)."""
     workdir = prepared(long_stage, "time_limit")
     result, seconds = run_snakemake(workdir, "--profile", long_stage["profile"], "models/synthetic/infonce_rgb.pt",
                                     "--set-resources", "pretrain:runtime=1", "--retries", 12, *FAST_POLL,
                                     configfiles=long_stage["configs"])
     assert result.returncode == 0, result.stderr[-8000:]
-    log = (workdir / "logs/synthetic/infonce_rgb.log").read_text()
+    log = (workdir / "runs/synthetic/infonce_rgb/attempts.log").read_text()
     attempts = log.count("coclr.launch: start")
     stops, resumes = stops_and_resumes(log)
     print(f"time-limited stage on SLURM: {attempts} attempts, {seconds:.0f} s; stops {stops}")
@@ -310,7 +311,7 @@ def test_scontrol_requeue_mid_stage_resumes_exactly(long_stage):
     output, _ = run.communicate(timeout=900)
     seconds = time.monotonic() - start
     assert run.returncode == 0, output[-8000:]
-    log = (workdir / "logs/synthetic/infonce_rgb.log").read_text()
+    log = (workdir / "runs/synthetic/infonce_rgb/attempts.log").read_text()
     stops, resumes = stops_and_resumes(log)
     print(f"requeued stage on SLURM: {seconds:.0f} s; stops {stops}, resumes {resumes}")
     assert log.count("coclr.launch: start") == 2 and "(restart 1)" in log, log

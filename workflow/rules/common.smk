@@ -88,11 +88,13 @@ def methods(dataset):
     return naming.methods(cycles(dataset))
 
 
-def launcher(gpus):
+def launcher(gpus, history=None):
     """`python -m coclr.launch`: takes `gpus` devices of its own (CUDA_VISIBLE_DEVICES, coclr/launch.py),
     runs `torchrun` with one process per GPU when there are several, else one process; it and its
-    command die with the job's shell."""
-    return f"python -m coclr.launch --gpus {gpus} --"
+    command die with the job's shell. `history`: a file outside the outputs (a training run's
+    `attempts.log`) that keeps the output of every attempt; Snakemake empties `{log}` on a retry."""
+    keep = f" --history {history}" if history else ""
+    return f"python -m coclr.launch --gpus {gpus}{keep} --"
 
 
 def train_gpus():

@@ -21,7 +21,7 @@ rule cotrain:
         **gpu_resources(train_gpus()),
     params:
         settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", "cotrain"),
-        launcher=launcher(train_gpus()),
+        launcher=launcher(train_gpus(), "runs/{dataset}/coclr_c{cycle}_{view}/attempts.log"),
         run_dir="runs/{dataset}/coclr_c{cycle}_{view}",
     shell:
         "{params.launcher} cotrain --view {wildcards.view} --init {input.init} --miner {input.miner} "

@@ -97,7 +97,7 @@ rule finetune:
         shards=shard_option,
         settings=lambda w: pair_settings_json(w.scope, "model", "clip", "optim", "finetune"),
         run_dir="runs/{scope}/split{split}/finetune_{method}_{view}",
-        launcher=launcher(eval_gpus()),
+        launcher=launcher(eval_gpus(), "runs/{scope}/split{split}/finetune_{method}_{view}/attempts.log"),
     shell:
         "{params.launcher} finetune --checkpoint {input.model} --method {wildcards.method} "
         "--manifest {input.manifest} {params.shards} {input.shards} --run-dir {params.run_dir} "

@@ -25,7 +25,7 @@ rule pretrain:
         **gpu_resources(train_gpus()),
     params:
         settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", w.loss),
-        launcher=launcher(train_gpus()),
+        launcher=launcher(train_gpus(), "runs/{dataset}/{loss}_{view}/attempts.log"),
         run_dir="runs/{dataset}/{loss}_{view}",
         shards=shard_option,
     shell:
