@@ -11,7 +11,7 @@
    saves its state and exits 143), and the launcher exits with the child's status.
 
 Each start writes one line to the job's log: the time, the host, the SLURM job and restart
-count when there is one, and the devices. Snakemake empties a job's log when it runs the job
+count where SLURM passes it on, and the devices. Snakemake empties a job's log when it runs the job
 again (a retry, or a SLURM requeue, whose job step reruns the rule), so ``--history FILE``
 also appends everything the job prints to FILE, outside Snakemake's outputs: the training
 rules keep ``runs/<dataset>/<stage>/attempts.log``, where every attempt, its stop and its
@@ -61,8 +61,9 @@ def attempt_line(devices) -> str:
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     where = f"on {socket.gethostname()}"
     job = os.environ.get("SLURM_JOB_ID")
-    if job:
-        where += f", SLURM job {job} (restart {os.environ.get('SLURM_RESTART_COUNT', '0')})"
+    if job:  # a requeued job runs again under its id; SLURM_RESTART_COUNT does not reach every job step
+        restarts = os.environ.get("SLURM_RESTART_COUNT")
+        where += f", SLURM job {job}" + (f" (restart {restarts})" if restarts else "")
     return f"coclr.launch: start {now} {where}, CUDA_VISIBLE_DEVICES={devices if devices is not None else 'unset'}"
 
 
