@@ -69,7 +69,7 @@ def test_usr1_saves_state_exits_143_and_the_rerun_resumes(tiny_dataset, tmp_path
 
 
 def test_torchrun_two_cpu_processes_train_and_log_the_global_batch(tiny_dataset, tmp_path):
-    """`train_launcher()` with resources.gpus > 1, on gloo: one epoch, two processes."""
+    """What `python -m coclr.launch --gpus 2` runs (torchrun, one process per GPU), on gloo: one epoch, two processes."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "coclr", *map(str, pretrain_args(tiny_dataset, tmp_path, epochs=1))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
