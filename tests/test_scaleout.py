@@ -125,7 +125,7 @@ def test_slurm_profile_dry_run_requests_gpus_per_rule(tmp_path):
         assert "gpu=4," in jobs[rule] and "gpu_model=a100" in jobs[rule]
         assert "slurm_partition=<gpu_partition>" in jobs[rule]
         assert "--signal=USR1@120" in jobs[rule]
-    assert "python -m coclr.launch --gpus 4 -- pretrain" in stdout
+    assert "python -m coclr.launch --gpus 4 --history runs/synthetic/infonce_rgb/attempts.log -- pretrain" in stdout
 
 
 def test_slurm_profile_cpu_flow_asks_for_no_gpu(tmp_path):
