@@ -6,6 +6,11 @@
 
 import os
 
+from snakemake.utils import min_version
+
+# Snakemake 8 brought the executor plugins (the SLURM profile) and `--sdm`.
+min_version("8.0")
+
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
@@ -21,6 +26,25 @@ include: "workflow/rules/embed.smk"
 
 
 report: "workflow/report/workflow.rst"
+
+
+# Light jobs run where Snakemake runs, never as cluster jobs: the preflight, split tables, fusing
+# two probabilities, retrieval, the summaries and the report's figures (seconds each).
+localrules:
+    all,
+    preflight,
+    split_table,
+    retrieval,
+    retrieval_two_stream,
+    fuse_probabilities,
+    collect,
+    ablation,
+    figure_curves,
+    figure_purity,
+    figure_tsne,
+    figure_retrieval,
+    figure_flow,
+    ablation_html,
 
 
 # An unlabelled dataset (folder format) cannot be evaluated: it gets its models and embeddings.

@@ -101,6 +101,42 @@ def check_devices(config, report, cuda_available, cuda_count) -> None:
         report.refuse("flow.device is cuda but this machine has no CUDA device: set flow.device: cpu")
 
 
+def slurm_node_cpus():
+    """The most CPUs of one node of this machine's SLURM (`sinfo`), or None without SLURM."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=30).stdout
+        return max(int(line.strip().rstrip("+")) for line in out.splitlines() if line.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def job_cpus(config) -> dict:
+    """CPUs each kind of job asks for (the rules' threads: workflow/rules/common.smk, job_threads)."""
+    res = config["resources"]
+    per_process = res["threads"] + res["workers"]
+    return {"training (pretrain, cotrain: ranks x (resources.threads + resources.workers))":
+                max(res["gpus"], 1) * per_process,
+            "evaluation (features, finetune, embed: resources.threads + resources.workers)": per_process,
+            "ingest (ingest.workers)": config["ingest"]["workers"]}
+
+
+def check_node_cpus(config, report, node_cpus) -> None:
+    """Warn about jobs that ask SLURM for more CPUs than its largest node has: they pend for ever
+    (reason PartitionConfig)."""
+    if node_cpus is None:
+        return
+    for job, cpus in job_cpus(config).items():
+        if cpus > node_cpus:
+            report.warn(f"{job} asks for {cpus} CPUs but the largest node of this SLURM has {node_cpus}: submitted "
+                        "through the SLURM profile such a job stays pending (reason PartitionConfig); lower the keys "
+                        "named")
+
+
 def usable_frames(manifest, config) -> pd.Series:
     """Frames each video gives after resampling to frames.fps (native rate when null)."""
     fps = config["frames"]["fps"]
@@ -216,10 +252,12 @@ def check_costs(manifest, config, settings, report, found, rates) -> None:
         report.fact(f"time {stage}: {seconds / 3600:.2f} h on {where}")
 
 
-def check(config, dataset=None, manifest_path=None, cuda=None, rates=None, pretraining=True) -> Report:
+def check(config, dataset=None, manifest_path=None, cuda=None, rates=None, pretraining=True,
+          node_cpus="sinfo") -> Report:
     """The findings for ``dataset`` (default: config's) and, when given, its manifest.
     ``cuda`` (available, count) and ``rates`` default to this machine's and measured.json's;
-    ``pretraining``: see :class:`Report`."""
+    ``pretraining``: see :class:`Report`. ``node_cpus``: the CPUs of the largest SLURM node
+    (default: asked of `sinfo`; None: no SLURM)."""
     report = Report(pretraining)
     dataset = dataset or config["dataset"]
     coclr_config.check_dataset_paths(config, dataset)
@@ -230,6 +268,7 @@ def check(config, dataset=None, manifest_path=None, cuda=None, rates=None, pretr
         import torch  # only here: the rest of the check does not need it
         cuda = (torch.cuda.is_available(), torch.cuda.device_count())
     check_devices(config, report, *cuda)
+    check_node_cpus(config, report, slurm_node_cpus() if node_cpus == "sinfo" else node_cpus)
     if manifest_path is None or not Path(manifest_path).is_file():
         report.fact(f"no manifest at {manifest_path}: build it with `snakemake --cores 4 data/{dataset}/manifest.csv` "
                     "(reads video headers only) to check the videos too")

@@ -4,16 +4,21 @@ Each command lives in its own module, which provides ``add_arguments(parser)``
 and ``run(args)``. Modules are imported only when their command runs, so a
 cheap command (``ingest``) does not pay for importing torch.
 Every command ends its log with its wall time and peak memory (``COST_LINE``),
-so a run's stage costs can be read off its job logs.
+so a run's stage costs can be read off its job logs. Every command dies with the
+process that started it (``prctl(PR_SET_PDEATHSIG)``, :func:`coclr.launch.die_with_parent`):
+a job whose shell is killed leaves no orphan behind (a trainer, which saves on
+SIGTERM, asks for SIGTERM instead of SIGKILL while it trains).
 """
 
 import argparse
 import importlib
 import resource
+import signal
 import sys
 import time
 
 from coclr.io import DiskFull, ShardError
+from coclr.launch import die_with_parent
 
 COMMANDS = {
     "check": ("coclr.check", "preflight: what a configuration will cost, and what cannot work"),
@@ -55,6 +60,10 @@ def main(argv=None) -> None:
         build_parser().parse_args(argv)  # prints usage or the unknown-command error
         return
     name, rest = argv[0], argv[1:]
+    die_with_parent(signal.SIGKILL)
+    # A SIGTERM ignored by the shell around the job (the SLURM profile's precommand) must not keep a
+    # command without a handler running: it ends it, as it would any program. Trainers install their own.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     start = time.perf_counter()  # the module's imports (torch) are part of a stage's cost
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m coclr {name}", description=COMMANDS[name][1])

@@ -12,6 +12,7 @@ import copy
 import difflib
 import functools
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -309,3 +310,9 @@ def settings_from_args(args, sections=()) -> dict:
     config = load(args.config)
     return {**resolve(config, args.dataset), "resources": config["resources"],  # as the rules' settings_json
             **{key: config[key] for key in sections}}
+
+
+def put_on_pythonpath(folder) -> None:
+    """Put ``folder`` first on PYTHONPATH, which the jobs of a workflow inherit (also through sbatch):
+    with ``--sdm conda`` the environment holds the dependencies and the jobs run the workflow's code."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))

@@ -44,9 +44,10 @@ def paper_file(tmp_path, **overrides):
     return path
 
 
-def findings(tmp_path, cuda=(False, 0), manifest_path=None, pretraining=True, **overrides):
+def findings(tmp_path, cuda=(False, 0), manifest_path=None, pretraining=True, node_cpus=None, **overrides):
     config = merged_config([paper_file(tmp_path, **overrides)])
-    return check(config, manifest_path=manifest_path or manifest(tmp_path), cuda=cuda, pretraining=pretraining)
+    return check(config, manifest_path=manifest_path or manifest(tmp_path), cuda=cuda, pretraining=pretraining,
+                 node_cpus=node_cpus)
 
 
 def test_a_good_configuration_passes_and_reports_the_run(tmp_path):
@@ -160,3 +161,13 @@ def test_gpus_or_cuda_flow_without_cuda_are_refused(tmp_path):
 def test_without_a_manifest_the_configuration_alone_is_checked(tmp_path):
     report = findings(tmp_path, manifest_path=tmp_path / "absent.csv")
     assert report.problems == [] and "no manifest at" in report.text()
+
+
+def test_jobs_larger_than_any_slurm_node_are_warned_about(tmp_path):
+    """A job asking for more CPUs than the largest node has would pend for ever (PartitionConfig)."""
+    report = findings(tmp_path, node_cpus=8, resources={"gpus": 0, "threads": 2, "workers": 8},
+                      ingest={"workers": 4})
+    warned = " ".join(report.warnings)
+    assert "training" in warned and "asks for 10 CPUs" in warned and "PartitionConfig" in warned
+    assert "resources.workers" in warned and "ingest (ingest.workers)" not in warned
+    assert findings(tmp_path, node_cpus=16, resources={"threads": 2, "workers": 8}).warnings == []

@@ -277,22 +277,40 @@ def folder_config(root):
     return [f"datasets={{mine: {{format: folder, root: '{root}'}}}}", "dataset=mine"]
 
 
+def folder_configfile(path, root, **extra):
+    """A --configfile naming the folder dataset (YAML written by a YAML writer: any character in the path)."""
+    import yaml
+
+    from test_workflow import TINY_CONFIG
+
+    merged = yaml.safe_load(TINY_CONFIG.read_text())
+    merged.update({"datasets": {"mine": {"format": "folder", "root": str(root)}}, "dataset": "mine", **extra})
+    path.write_text(yaml.safe_dump(merged, allow_unicode=True))
+    return path
+
+
 @pytest.mark.slow
 def test_workflow_unlabelled_folder_with_spaces_and_non_ascii(tmp_path):
+    """A folder with a space, an apostrophe and non-ASCII characters, and settings with an apostrophe:
+    every command line quotes them (the settings travel shell-quoted), through a training job."""
     from test_workflow import planned_jobs, snakemake
 
-    root = tmp_path / "my vidéos"
+    root = tmp_path / "O'Brien's vidéos"
     cut("bikes", root / "première prise.mp4", 0, 12, size=(48, 40), codec="h264")
     cut("carphone", root / "take two.webm", 0, 12, size=(48, 40), codec="vp8")
     for n in range(14):  # the preflight refuses a set where the tiny config's queue (16) never fills in a stage
         cut("bikes", root / f"more_{n}.mp4", 12 * n, 12, size=(48, 40), codec="h264")
     work = tmp_path / "work"
-    snakemake(work, "--cores", 1, "data/mine/frames/shard_00000.h5", "--config", *folder_config(root))
+    configfile = folder_configfile(tmp_path / "mine.yaml", root,
+                                   resources={"gpu_partition": "Brien's 'gpu' partition; echo broken"})
+    snakemake(work, "--cores", 1, "models/mine/infonce_rgb.pt", configfile=configfile)
     with h5py.File(work / "data/mine/frames/shard_00000.h5", "r") as f:
         assert {"première prise", "take two"} <= set(list_videos(f)) and len(list_videos(f)) == 16
     assert (read(work / "data/mine/manifest.csv")["label"] == UNLABELLED).all()
-    jobs = planned_jobs(snakemake(work, "-n", "--config", *folder_config(root)).stdout)
-    assert jobs["embed"] == 1 and jobs["cotrain"] == 4 and jobs["pretrain"] == 2  # InfoNCE only: no UberNCE
+    assert (work / "models/mine/infonce_rgb.pt").exists()
+    assert "broken" not in (work / "logs/mine/infonce_rgb.log").read_text()
+    jobs = planned_jobs(snakemake(work, "-n", configfile=configfile).stdout)
+    assert jobs["embed"] == 1 and jobs["cotrain"] == 4 and jobs["pretrain"] == 1  # flow InfoNCE left; no UberNCE
     assert not {"linear_probe", "finetune", "retrieval", "ablation"} & set(jobs)
 
 

@@ -69,7 +69,7 @@ def test_usr1_saves_state_exits_143_and_the_rerun_resumes(tiny_dataset, tmp_path
 
 
 def test_torchrun_two_cpu_processes_train_and_log_the_global_batch(tiny_dataset, tmp_path):
-    """`train_launcher()` with resources.gpus > 1, on gloo: one epoch, two processes."""
+    """What `python -m coclr.launch --gpus 2` runs (torchrun, one process per GPU), on gloo: one epoch, two processes."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "coclr", *map(str, pretrain_args(tiny_dataset, tmp_path, epochs=1))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -99,20 +99,40 @@ def fake_prepared_dataset(root):
         os.utime(path, (time.time() - age, time.time() - age))
 
 
-def test_slurm_profile_dry_run_requests_gpus_per_rule(tmp_path):
-    fake_prepared_dataset(tmp_path)
+def slurm_dry_run_resources(workdir, *config):
+    """The `resources:` line of each job of a dry run through the shipped SLURM profile, by rule."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", str(REPO / "workflow/profiles/slurm"), "-n",
-         "models/synthetic/coclr_c1_rgb.pt"],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+         "models/synthetic/coclr_c1_rgb.pt", *(["--config", *config] if config else [])],
+        cwd=workdir, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {}
     for block in result.stdout.split("\nrule ")[1:]:
         name = block.split(":", 1)[0]
-        resources = next(line for line in block.splitlines() if line.strip().startswith("resources:"))
-        jobs[name] = resources
+        lines = [line.strip() for line in block.splitlines()]
+        resources = next(line for line in lines if line.startswith("resources:"))
+        threads = next((line for line in lines if line.startswith("threads:")), "threads: 1")
+        jobs[name] = f"{resources}, {threads.replace(': ', '=')}"
+    return jobs, result.stdout
+
+
+def test_slurm_profile_dry_run_requests_gpus_per_rule(tmp_path):
+    fake_prepared_dataset(tmp_path)
+    jobs, stdout = slurm_dry_run_resources(tmp_path)
     assert "gpu=1," in jobs["flow"] and "slurm_partition=<gpu_partition>" in jobs["flow"]
+    assert "gpu_model=a100" in jobs["flow"]
     for rule in ("pretrain", "cotrain"):
-        assert "gpu=4," in jobs[rule] and "gpu_model=" in jobs[rule] and "cpus_per_gpu=" in jobs[rule]
+        assert "gpu=4," in jobs[rule] and "gpu_model=a100" in jobs[rule]
+        assert "slurm_partition=<gpu_partition>" in jobs[rule]
         assert "--signal=USR1@120" in jobs[rule]
-    assert "torchrun --standalone --nproc_per_node=4" in result.stdout
+    assert "python -m coclr.launch --gpus 4 --history runs/synthetic/infonce_rgb/attempts.log -- pretrain" in stdout
+
+
+def test_slurm_profile_cpu_flow_asks_for_no_gpu(tmp_path):
+    """flow.device: cpu without hand edits: the flow jobs ask for no GPU, no GPU model (SLURM refuses
+    `--gpus=a100:0`) and go to the default (CPU) partition; training still gets its GPUs."""
+    fake_prepared_dataset(tmp_path)
+    jobs, _ = slurm_dry_run_resources(tmp_path, "flow={'device': 'cpu'}")
+    assert "gpu=0," in jobs["flow"] and "gpu_model" not in jobs["flow"]
+    assert "slurm_partition=<cpu_partition>" in jobs["flow"]
+    assert "gpu=4," in jobs["pretrain"] and "gpu_model=a100" in jobs["pretrain"]

@@ -89,7 +89,8 @@ def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Tra
     optim = ctx.settings["optim"]
     return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule["lr_steps"],
                    lr=optim["lr"], weight_decay=optim["weight_decay"], device=ctx.device, inputs=inputs,
-                   checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators)
+                   checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators,
+                   stop_margin_minutes=ctx.settings["resources"].get("stop_margin_minutes", 3))
 
 
 def export(ctx, model, args, trainer, history, extra_meta=None) -> None:

@@ -15,7 +15,9 @@ A stage supplies ``step(batch) -> StepResult``; the trainer owns the rest:
   so a resumed run skips the consumed batches by index and continues with the
   same remaining samples, bit for bit on CPU;
 - SIGTERM / SIGUSR1 (cluster preemption) save the state at the next step boundary
-  and exit with status 143, so a requeued or retried job resumes at that step;
+  and exit with status 143, so a requeued or retried job resumes at that step; under
+  SLURM the same happens ``stop_margin_minutes`` before the job's end time
+  (:func:`job_end_time`), a backstop for a signal that never arrives;
 - ``<run_dir>/lock`` (owner pid and host) keeps a second trainer off the run dir;
 - a NaN or infinite loss stops with the epoch and step, leaving the last good state;
 - tqdm progress, ``metrics.csv`` and TensorBoard logs (loss, accuracy, lr, clips/s).
@@ -26,7 +28,10 @@ import csv
 import hashlib
 import json
 import random
+import datetime
+import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +44,7 @@ from tqdm import tqdm
 
 from coclr import distributed
 from coclr.io import OwnerLock, atomic_path, sha256
+from coclr.launch import die_with_parent
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: the job failed and should be retried
 
@@ -52,6 +58,27 @@ class StepResult(NamedTuple):
 class Preempted(SystemExit):
     def __init__(self):
         super().__init__(PREEMPTED_EXIT)
+
+
+def job_end_time():
+    """The SLURM job's end time (seconds since the epoch), or None outside SLURM or without a limit:
+    ``SLURM_JOB_END_TIME`` (set by SLURM >= 23.02), else ``squeue -h -j $SLURM_JOB_ID -o %e`` (a local
+    time such as 2026-12-03T10:05:00; ``N/A`` or ``Unknown`` without a limit)."""
+    value = os.environ.get("SLURM_JOB_END_TIME")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+        return datetime.datetime.fromisoformat(out).timestamp()  # naive: the local time, as squeue prints
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 def settings_hash(settings: dict) -> str:
@@ -177,12 +204,14 @@ class Trainer:
 
     def __init__(self, model, run_dir, settings: dict, epochs: int, lr_steps=(), lr=1e-3, weight_decay=1e-5,
                  device=torch.device("cpu"), param_groups=None, inputs=(), checkpoint_minutes=None,
-                 generators=None):
+                 generators=None, stop_margin_minutes=3.0):
         """``param_groups``: Adam's groups (e.g. a lower lr for a backbone), default every trainable
         parameter at ``lr``. ``inputs``: files the run starts from (checkpoints); a state saved from
         other contents of them is not resumed. ``checkpoint_minutes``: also save within an epoch this
         often (None: at epoch ends and on signals only). ``generators``: the stage's own RNGs
-        (name -> torch.Generator), saved and restored with the global ones."""
+        (name -> torch.Generator), saved and restored with the global ones. ``stop_margin_minutes``: under
+        SLURM, save and stop (:class:`Preempted`) this long before the job's end time
+        (:func:`job_end_time`), should no signal come."""
         self.model, self.device, self.epochs = model, device, epochs
         self.run_dir = Path(run_dir)
         self.state_path = self.run_dir / "state.pt"
@@ -196,6 +225,12 @@ class Trainer:
         self.epoch = 0  # first epoch still to run
         self.position = {"step": 0, "totals": {}, "clips": 0}  # progress within self.epoch
         self._stop_signal = None
+        self.stop_margin_s = 60.0 * stop_margin_minutes
+        end = job_end_time()
+        self.deadline = None if end is None else end - self.stop_margin_s
+        if end is not None:
+            print(f"SLURM job ends at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(end))}: the state is "
+                  f"saved and the job stops {self.stop_margin_s:.0f} s before", file=sys.stderr)
         self.lock = None
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -281,16 +316,22 @@ class Trainer:
             self._stop_signal = signum
 
         previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        die_with_parent(signal.SIGTERM)  # a dead job shell, too, lets the trainer save first
         try:
             yield
         finally:
+            die_with_parent(signal.SIGKILL)
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
     def _check_preempted(self) -> None:
-        if distributed.any_process(self._stop_signal is not None):  # all ranks stop at the same step
+        out_of_time = self.deadline is not None and time.time() >= self.deadline
+        stop = self._stop_signal is not None
+        if distributed.any_process(stop or out_of_time):  # all ranks stop at the same step
             self.save_state()
-            print(f"received a stop signal: saved {self.state_path} at epoch {self.epoch + 1}, "
+            why = "received a stop signal" if stop else \
+                f"the job's end time is {self.stop_margin_s:.0f} s away (no stop signal came)"
+            print(f"{why}: saved {self.state_path} at epoch {self.epoch + 1}, "
                   f"step {self.position['step']}, exiting", file=sys.stderr)
             raise Preempted()
 

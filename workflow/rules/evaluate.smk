@@ -5,64 +5,7 @@
 #   results/{scope}/split{split}/{task}/{method}_{view}.json    one model's result (view: rgb, flow, two_stream)
 #   results/{scope}/{task}.json, ablation.{json,md}             the summaries `rule all` asks for
 # {scope} is `ucf101` (pretrained on UCF101 itself) or `hmdb51/pretrained_ucf101` (a transfer pair).
-
-FEATURES = "features/{scope}/split{split}/{method}_{view}.pt"
-RUN = "results/{scope}/split{split}/{task}/{method}_{view}"
-
-
-wildcard_constraints:
-    method=naming.METHOD_PATTERN,
-    task="linear_probe|retrieval|finetune",
-
-
-def finetune_methods(dataset):
-    """Fine-tuning is the costly evaluation: only the final CoCLR models by default."""
-    return [naming.coclr_method(max(cycles(dataset)))]
-
-
-def task_methods(dataset, task):
-    """The methods a task evaluates, of models pretrained on `dataset`."""
-    return finetune_methods(dataset) if task == "finetune" else methods(dataset)
-
-
-def model_input(wildcards):
-    """The model to evaluate, from the pretraining dataset; random init is built from the settings instead."""
-    if wildcards.method == "random":
-        return {}
-    _, pretrained = scope_datasets(wildcards.scope)
-    return {"model": model_file(pretrained, naming.model_name(wildcards.method, wildcards.view))}
-
-
-def model_source(wildcards, input):
-    return "--random --seed 0" if wildcards.method == "random" else f"--checkpoint {input.model}"
-
-
-def view_shards(wildcards):
-    """What a job of `view` reads of the evaluation dataset: its frame shards (RGB) or flow shards (flow)."""
-    evaluated, _ = scope_datasets(wildcards.scope)
-    kind = "frames" if wildcards.view == "rgb" else "flow"
-    return expand("data/{dataset}/{kind}/shard_{shard}.h5", dataset=evaluated, kind=kind, shard=shards(evaluated))
-
-
-def shard_option(wildcards):
-    return "--frames" if wildcards.view == "rgb" else "--flow"
-
-
-def eval_split_table(wildcards):
-    return split_table(scope_datasets(wildcards.scope)[0], wildcards.split)
-
-
-def task_runs(name, task, split):
-    """Every per-model result of `task` on one split of the pair `name`."""
-    _, pretrained = scope_datasets(name)
-    return expand(RUN + ".json", scope=name, split=split, task=task, method=task_methods(pretrained, task),
-                  view=naming.RESULT_VIEWS)
-
-
-def collect_args(wildcards):
-    """`--split K --runs ...` for each evaluated split, in the order of `datasets.<name>.splits`."""
-    splits = eval_splits(scope_datasets(wildcards.scope)[0])
-    return " ".join(f"--split {k} --runs {' '.join(task_runs(wildcards.scope, wildcards.task, k))}" for k in splits)
+# The paths' helpers (FEATURES, run_file, ...) are in common.smk.
 
 
 rule features:
@@ -72,46 +15,47 @@ rule features:
         shards=view_shards,
     output:
         FEATURES,
-    params:
-        source=model_source,
-        shards=shard_option,
-        settings=lambda w: pair_settings_json(w.scope, "model", "clip"),
-    threads: config["resources"]["threads"]
-    resources:
-        gpu=min(config["resources"]["gpus"], 1),
     log:
         "logs/{scope}/split{split}/features_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
+    threads: job_threads()
+    resources:
+        **gpu_resources(eval_gpus()),
+    params:
+        source=model_source,
+        shards=shard_option,
+        settings=lambda w: pair_settings_json(w.scope, "model", "clip"),
+        launcher=launcher(eval_gpus()),
     shell:
-        "python -m coclr features --view {wildcards.view} --method {wildcards.method} {params.source} "
+        "{params.launcher} features --view {wildcards.view} --method {wildcards.method} {params.source} "
         "--manifest {input.manifest} {params.shards} {input.shards} "
-        "--out {output} --settings '{params.settings}' > {log} 2>&1"
+        "--out {output} --settings {params.settings:q} >> {log} 2>&1"
 
 
 rule linear_probe:
     input:
         FEATURES,
     output:
-        result=RUN.replace("{task}", "linear_probe") + ".json",
-        probs=RUN.replace("{task}", "linear_probe") + ".probs.pt",
-    params:
-        settings=lambda w: pair_settings_json(w.scope, "linear_probe"),
-    threads: config["resources"]["threads"]
+        result=run_file(task="linear_probe"),
+        probs=run_file(task="linear_probe", suffix=".probs.pt"),
     log:
         "logs/{scope}/split{split}/linear_probe_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
+    threads: config["resources"]["threads"]
+    params:
+        settings=lambda w: pair_settings_json(w.scope, "linear_probe"),
     shell:
         "python -m coclr linear-probe --features {input} --out {output.result} --probs {output.probs} "
-        "--settings '{params.settings}' > {log} 2>&1"
+        "--settings {params.settings:q} > {log} 2>&1"
 
 
 rule retrieval:
     input:
         FEATURES,
     output:
-        RUN.replace("{task}", "retrieval") + ".json",
+        run_file(task="retrieval"),
     log:
         "logs/{scope}/split{split}/retrieval_{method}_{view}.log",
     conda:
@@ -122,10 +66,10 @@ rule retrieval:
 
 rule retrieval_two_stream:
     input:
-        rgb=FEATURES.replace("{view}", "rgb"),
-        flow=FEATURES.replace("{view}", "flow"),
+        rgb=features_file(view="rgb"),
+        flow=features_file(view="flow"),
     output:
-        RUN.replace("{task}", "retrieval").replace("{view}", "two_stream") + ".json",
+        run_file(task="retrieval", view="two_stream"),
     log:
         "logs/{scope}/split{split}/retrieval_{method}_two_stream.log",
     conda:
@@ -140,54 +84,55 @@ rule finetune:
         manifest=eval_split_table,
         shards=view_shards,
     output:
-        result=RUN.replace("{task}", "finetune") + ".json",
-        probs=RUN.replace("{task}", "finetune") + ".probs.pt",
-    params:
-        shards=shard_option,
-        settings=lambda w: pair_settings_json(w.scope, "model", "clip", "finetune"),
-        run_dir="runs/{scope}/split{split}/finetune_{method}_{view}",
-    threads: config["resources"]["threads"]
-    resources:
-        gpu=min(config["resources"]["gpus"], 1),
+        result=run_file(task="finetune"),
+        probs=run_file(task="finetune", suffix=".probs.pt"),
     log:
         "logs/{scope}/split{split}/finetune_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
+    threads: job_threads()
+    resources:
+        **gpu_resources(eval_gpus()),
+    params:
+        shards=shard_option,
+        settings=lambda w: pair_settings_json(w.scope, "model", "clip", "finetune"),
+        run_dir="runs/{scope}/split{split}/finetune_{method}_{view}",
+        launcher=launcher(eval_gpus(), "runs/{scope}/split{split}/finetune_{method}_{view}/attempts.log"),
     shell:
-        "python -m coclr finetune --checkpoint {input.model} --method {wildcards.method} "
+        "{params.launcher} finetune --checkpoint {input.model} --method {wildcards.method} "
         "--manifest {input.manifest} {params.shards} {input.shards} --run-dir {params.run_dir} "
-        "--out {output.result} --probs {output.probs} --settings '{params.settings}' > {log} 2>&1"
+        "--out {output.result} --probs {output.probs} --settings {params.settings:q} >> {log} 2>&1"
 
 
 rule fuse_probabilities:
     input:
-        rgb=RUN.replace("{view}", "rgb") + ".probs.pt",
-        flow=RUN.replace("{view}", "flow") + ".probs.pt",
+        rgb=run_file(view="rgb", suffix=".probs.pt"),
+        flow=run_file(view="flow", suffix=".probs.pt"),
     output:
-        RUN.replace("{view}", "two_stream") + ".json",
-    wildcard_constraints:
-        task="linear_probe|finetune",
-    params:
-        command=lambda w: w.task.replace("_", "-"),
+        run_file(view="two_stream"),
     log:
         "logs/{scope}/split{split}/{task}_{method}_two_stream.log",
+    wildcard_constraints:
+        task="linear_probe|finetune",
     conda:
         "../../envs/coclr.yaml"
+    params:
+        command=lambda w: w.task.replace("_", "-"),
     shell:
         "python -m coclr {params.command} --fuse {input.rgb} {input.flow} --out {output} > {log} 2>&1"
 
 
 rule collect:
     input:
-        lambda w: [run for k in eval_splits(scope_datasets(w.scope)[0]) for run in task_runs(w.scope, w.task, k)],
+        all_task_runs,
     output:
         "results/{scope}/{task}.json",
-    params:
-        runs=collect_args,
     log:
         "logs/{scope}/collect_{task}.log",
     conda:
         "../../envs/coclr.yaml"
+    params:
+        runs=collect_args,
     shell:
         "python -m coclr ablation collect {params.runs} --out {output} > {log} 2>&1"
 
