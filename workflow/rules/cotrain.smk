@@ -19,7 +19,8 @@ rule cotrain:
     output:
         "models/{dataset}/coclr_c{cycle}_{view}.pt",
     params:
-        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", "cotrain"),
+        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", "cotrain", "knn_monitor",
+                                          "linear_probe"),
         launcher=train_launcher(),
         run_dir="runs/{dataset}/coclr_c{cycle}_{view}",
     priority: 10  # the CoCLR chain is the critical path

@@ -20,7 +20,8 @@ rule pretrain:
     wildcard_constraints:
         loss="infonce|ubernce",
     params:
-        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", w.loss),
+        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", w.loss, "knn_monitor",
+                                          "linear_probe"),
         launcher=train_launcher(),
         run_dir="runs/{dataset}/{loss}_{view}",
         shards_arg=lambda w: "--frames" if w.view == "rgb" else "--flow",
