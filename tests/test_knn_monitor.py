@@ -14,7 +14,7 @@ from conftest import coclr
 from coclr.clips import ClipReader, usable_videos
 from coclr.config import complete_settings
 from coclr.ingest import UNLABELLED
-from coclr.models import load_model
+from coclr.models import load_model, save_model
 from coclr.moco import MoCo
 from coclr.shards import frame_store
 from coclr.training.knn_monitor import build, weighted_knn_top1
@@ -103,14 +103,38 @@ def test_labels_and_the_monitor_do_not_reach_the_weights(runs):
     assert shuffled["knn_top1"].notna().sum() == 2
 
 
-def test_unlabelled_videos_skip_the_monitor_with_one_line(tiny_dataset, tmp_path, capfd):
+def test_a_coclr_stage_logs_it_for_its_view_and_trains_the_same(tiny_dataset, tmp_path):
+    """The flow stage of a cycle, mined by RGB, with the monitor every epoch and without it."""
+    for view, seed in (("rgb", 1), ("flow", 2)):
+        torch.manual_seed(seed)
+        arch = {**ARCH, "in_channels": 3 if view == "rgb" else 2}
+        save_model(tmp_path / f"{view}.pt", MoCo(arch, dim=16, queue_size=16).state_dict(), view, arch)
+    settings = {**SETTINGS, "cotrain": {**SETTINGS["cotrain"], "epochs": 2, "topk": 2}}
+    weights, metrics = {}, {}
+    for every in (1, 0):
+        run_dir = tmp_path / f"every{every}"
+        coclr("cotrain", "--view", "flow", "--init", tmp_path / "flow.pt", "--miner", tmp_path / "rgb.pt",
+              "--manifest", tiny_dataset["manifest"], "--frames", *tiny_dataset["frames"], "--flow",
+              *tiny_dataset["flow"], "--run-dir", run_dir, "--out", run_dir.with_suffix(".pt"),
+              "--settings", json.dumps({**settings, "knn_monitor": {**SETTINGS["knn_monitor"], "every": every}}))
+        weights[every] = load_model(run_dir.with_suffix(".pt"))["state_dict"]
+        metrics[every] = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics[1]["knn_top1"].between(0, 1).all() and len(metrics[1]) == 2
+    assert "knn_top1" not in metrics[0]
+    assert all(torch.equal(value, weights[0][key]) for key, value in weights[1].items())
+    first = "encoder_q.0.Conv_1a.conv1.weight"
+    assert not torch.equal(load_model(tmp_path / "flow.pt")["state_dict"][first], weights[1][first])  # it trained
+
+
+def test_unlabelled_videos_skip_the_monitor_with_one_line(tiny_dataset, tmp_path):
     manifest = pd.read_csv(tiny_dataset["manifest"]).assign(label=UNLABELLED)
     manifest.to_csv(tmp_path / "unlabelled.csv", index=False)
     settings = {**with_monitor(1), "infonce": {"epochs": 2, "lr_steps": []}}
     result = coclr("pretrain", "--view", "rgb", "--loss", "infonce", "--manifest", tmp_path / "unlabelled.csv",
                    "--frames", *tiny_dataset["frames"], "--run-dir", tmp_path / "run", "--out", tmp_path / "out.pt",
                    "--settings", json.dumps(settings))
-    assert result.stderr.count("kNN monitor") == 1 and "kNN monitor off: the training videos are unlabelled" in result.stderr
+    assert result.stderr.count("kNN monitor") == 1
+    assert "kNN monitor off: the training videos are unlabelled" in result.stderr
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert list(metrics.epoch) == [1, 2] and "knn_top1" not in metrics
 
