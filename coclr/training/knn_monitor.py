@@ -10,7 +10,7 @@ k nearest training videos: cosine similarity, a neighbour weighs exp(sim / T), k
 
 Labels reach this number only. The monitor runs after an epoch's last step, in eval mode without
 gradients, and restores the RNG states and the train/eval modes it found, so a stage trains bit for
-bit the same with or without it, and resumes exactly (tests/test_knn_monitor.py).
+bit the same with or without it on CPU, and resumes exactly (tests/test_knn_monitor.py).
 """
 
 import contextlib
@@ -74,9 +74,9 @@ class KnnMonitor:
 
     def top1(self) -> float:
         with untouched(self.backbone):
-            bank, queries = (extract(self.backbone, videos, self.reader, self.clip, self.view, self.flow_channels,
+            bank, queries = [extract(self.backbone, videos, self.reader, self.clip, self.view, self.flow_channels,
                                      batch_size=self.batch_size, workers=self.workers)
-                             for videos in (self.bank, self.queries))
+                             for videos in (self.bank, self.queries)]
         return weighted_knn_top1(bank["features"], bank["labels"], queries["features"], queries["labels"])
 
 
