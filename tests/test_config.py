@@ -136,6 +136,7 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
         "infonce": {"epochs": 300, "lr_steps": [250, 280]},
         "ubernce": {"epochs": 300, "lr_steps": [250, 280]},
         "cotrain": {"cycles": 2, "epochs": 100, "lr_steps": [80], "topk": 5, "self_drop": 0.9},
+        "knn_monitor": {"every": 10, "bank_videos": 1000, "query_videos": 500},
         "linear_probe": {"epochs": 100, "lr": [1e-3, 1e-2], "weight_decay": [1e-5, 1e-3], "batch_size": 64,
                          "holdout": 0.1},
         "finetune": {"epochs": 500, "lr_steps": [400, 450], "lr": 1e-3, "weight_decay": 1e-3, "ten_crop": True,
@@ -150,7 +151,7 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
                            "interpolation": "bilinear"},
                   "moco": {"queue_size": 512, "momentum": 0.99}, "infonce": {"epochs": 20, "lr_steps": []},
                   "ubernce": {"epochs": 40, "lr_steps": []}, "cotrain": {"epochs": 10, "lr_steps": [], "topk": 20},
-                  "linear_probe": {"epochs": 50},
+                  "knn_monitor": {"every": 5, "bank_videos": 200}, "linear_probe": {"epochs": 50},
                   "finetune": {"epochs": 10, "lr_steps": [], "weight_decay": 1e-5, "ten_crop": False}}
     assert cpu == config.deep_merge(paper, departures)
     assert {key: cfg[key] for key in config.SECTIONS} == {

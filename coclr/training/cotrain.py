@@ -88,5 +88,5 @@ def run(args) -> None:
         print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
     colour = RandomColour.from_settings(ctx.settings["clip"])
     step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, colour, labelled)
-    history = trainer.fit(data, step)
+    history = trainer.fit(data, step, on_epoch_end=stage.monitor(ctx, model, args))
     stage.export(ctx, model, args, trainer, history, {"init": args.init, "miner": args.miner})

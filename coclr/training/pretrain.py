@@ -41,6 +41,7 @@ def run(args) -> None:
     data = stage.loader(ctx, args.seed)
     model = stage.build_moco(args.view, ctx.settings, ctx.device)
     trainer = stage.trainer(ctx, model, args, ctx.settings[args.loss])
-    history = trainer.fit(data, contrastive_step(trainer.model, args.view, args.loss, ctx.device,
-                                                      RandomColour.from_settings(ctx.settings["clip"])))
+    step = contrastive_step(trainer.model, args.view, args.loss, ctx.device,
+                            RandomColour.from_settings(ctx.settings["clip"]))
+    history = trainer.fit(data, step, on_epoch_end=stage.monitor(ctx, model, args))
     stage.export(ctx, model, args, trainer, history, {"loss": args.loss})

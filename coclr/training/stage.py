@@ -20,6 +20,7 @@ from coclr.config import add_settings_arguments, settings_from_args
 from coclr.shards import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
+from coclr.training import knn_monitor
 from coclr.training.trainer import Trainer, resumable_loader
 
 
@@ -87,10 +88,23 @@ def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Tra
     the stage's own RNGs); the model is wrapped in DDP when there are several processes."""
     wrapped = DistributedDataParallel(model) if ctx.world > 1 else model
     optim = ctx.settings["optim"]
-    return Trainer(wrapped, args.run_dir, ctx.settings, schedule["epochs"], schedule["lr_steps"],
+    # The monitor only reads the model: its settings are not the recipe's, so changing them still resumes.
+    recipe = {key: value for key, value in ctx.settings.items() if key not in knn_monitor.SECTIONS}
+    return Trainer(wrapped, args.run_dir, recipe, schedule["epochs"], schedule["lr_steps"],
                    lr=optim["lr"], weight_decay=optim["weight_decay"], device=ctx.device, inputs=inputs,
                    checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators,
                    stop_margin_minutes=ctx.settings["resources"].get("stop_margin_minutes", 3))
+
+
+def monitor(ctx, model, args):
+    """The kNN monitor of the trained view's backbone (None when off or unlabelled), reading that view's
+    shards as evaluation does (RGB frames decoded in the loader whatever ``resources.jpeg_decode`` says)."""
+    if args.view == "rgb":
+        reader = ClipReader(frames=frame_store(args.frames))
+    else:
+        reader = ClipReader(flow=flow_store(args.flow))
+    return knn_monitor.build(model.encoder_q[0], ctx.videos, reader, ctx.settings, args.view,
+                             view_arch(args.view, ctx.settings["model"])["in_channels"], args.seed)
 
 
 def export(ctx, model, args, trainer, history, extra_meta=None) -> None:

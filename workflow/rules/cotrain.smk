@@ -20,7 +20,9 @@ rule cotrain:
     resources:
         **gpu_resources(train_gpus()),
     params:
-        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", "cotrain"),
+        settings=lambda w: settings_json(
+            w.dataset, "model", "clip", "moco", "optim", "cotrain", "knn_monitor", "linear_probe"
+        ),
         launcher=launcher(train_gpus(), "runs/{dataset}/coclr_c{cycle}_{view}/attempts.log"),
         run_dir="runs/{dataset}/coclr_c{cycle}_{view}",
     shell:

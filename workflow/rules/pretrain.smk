@@ -24,7 +24,9 @@ rule pretrain:
     resources:
         **gpu_resources(train_gpus()),
     params:
-        settings=lambda w: settings_json(w.dataset, "model", "clip", "moco", "optim", w.loss),
+        settings=lambda w: settings_json(
+            w.dataset, "model", "clip", "moco", "optim", w.loss, "knn_monitor", "linear_probe"
+        ),
         launcher=launcher(train_gpus(), "runs/{dataset}/{loss}_{view}/attempts.log"),
         run_dir="runs/{dataset}/{loss}_{view}",
         shards=shard_option,
