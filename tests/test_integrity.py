@@ -75,7 +75,7 @@ def test_a_flipped_jpeg_that_still_decodes_is_caught_by_the_checksum(shard, tmp_
 def test_a_corrupt_shard_fails_a_dataloader_worker_with_the_message(shard, tmp_path):
     path = corrupted_copy(shard, tmp_path, shard["path"].stat().st_size // 2)
     reader = ClipReader(frames=frame_store([path]))
-    clip = complete_settings({"clip": {"frames": 4, "size": 32}})["clip"]
+    clip = complete_settings({"clip": {"frames": 20, "size": 32}})["clip"]  # whole videos: the corrupt chunk is read
     loader = resumable_loader(TwoClipDataset(shard["rows"], reader, clip, flow_channels=2), 3, seed=0, workers=1)
     with pytest.raises(ShardError, match=FORCERUN.format(path)):
         next(iter(loader))
