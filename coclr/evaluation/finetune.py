@@ -86,7 +86,7 @@ def fine_tune(model, fit, held, reader, settings, view, flow_channels, run_dir, 
                       weight_decay=tune["weight_decay"], device=run_on,
                       param_groups=groups, inputs=[checkpoint],
                       checkpoint_minutes=settings["resources"]["checkpoint_minutes"],
-                      stop_margin_minutes=settings["resources"].get("stop_margin_minutes", 3))
+                      stop_margin_minutes=settings["resources"]["stop_margin_minutes"])
     samples = ClipDataset(fit, reader, clip, flow_channels)
     loader = resumable_loader(samples, tune["batch_size"], seed, workers=workers,
                               drop_last=len(samples) > tune["batch_size"], pin_memory=run_on.type == "cuda")

@@ -93,7 +93,7 @@ def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Tra
     return Trainer(wrapped, args.run_dir, recipe, schedule["epochs"], schedule["lr_steps"],
                    lr=optim["lr"], weight_decay=optim["weight_decay"], device=ctx.device, inputs=inputs,
                    checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators,
-                   stop_margin_minutes=ctx.settings["resources"].get("stop_margin_minutes", 3))
+                   stop_margin_minutes=ctx.settings["resources"]["stop_margin_minutes"])
 
 
 def monitor(ctx, model, args):
