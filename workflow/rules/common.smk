@@ -219,7 +219,7 @@ def listing_args(wildcards):
     if "pattern" in entry:
         args += ["--k400-pattern", entry["pattern"]]
     args += ingest_extra_args(wildcards.dataset)
-    return " ".join(shlex.quote(str(a)) for a in args)
+    return shlex.join(map(str, args))
 
 
 def ingest_extra_args(dataset):
@@ -245,7 +245,7 @@ def frames_args(wildcards):
         args += ["--short-side", frames["short_side"]]
     if frames["strict"]:
         args += ["--strict"]
-    return " ".join(shlex.quote(str(a)) for a in args)
+    return shlex.join(map(str, args))
 
 
 # -- Flow (flow.smk) ----------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def flow_args(wildcards):
     args += ["--compile", str(FLOW["compile"]).lower(), "--compile-cache", FLOW["compile_cache"]]
     for name, value in FLOW["params"].items():
         args += ["--param", f"{name}={value}"]
-    return " ".join(shlex.quote(str(a)) for a in args)
+    return shlex.join(map(str, args))
 
 
 # -- Single-view pretraining (pretrain.smk) and every job that reads one view ------------------
