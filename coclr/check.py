@@ -250,6 +250,10 @@ def check_costs(manifest, config, settings, report, found, rates) -> None:
                     "(run python -m benchmarks.train)")
     for stage, seconds, where in hours:
         report.fact(f"time {stage}: {seconds / 3600:.2f} h on {where}")
+    seeds = len(config["seeds"])
+    if seeds > 1 and train_rate:
+        report.fact(f"seeds: {seeds}, so each training stage (and every evaluation) runs {seeds} times; "
+                    "frames and flow once")
 
 
 def check(config, dataset=None, manifest_path=None, cuda=None, rates=None, pretraining=True,

@@ -115,6 +115,9 @@ def fill_defaults(config: dict) -> None:
 def validate(config: dict, source="config.yaml") -> None:
     """Raise :class:`ConfigError` listing every schema violation and unknown name; then fill in every
     default of the schema, so code indexes settings directly."""
+    # `--config seeds=[0,1,2]` arrives as ['0', '1', '2'] (Snakemake reads a list's items as strings).
+    if isinstance(config.get("seeds"), list):
+        config["seeds"] = [int(s) if isinstance(s, str) and s.isdigit() else s for s in config["seeds"]]
     problems = _problems(config, schema())
     for key, table in (("dataset", "datasets"), ("preset", "presets")):
         name = config.get(key)
@@ -279,7 +282,9 @@ def settings_markdown() -> str:
              "lists nothing and the `cpu` preset lists only its departures, each with its reason.", ""]
     top = [f"| `{key}` | {_allowed(root['properties'][key])} | (required) | {root['properties'][key]['description']} |"
            for key in root["required"]]
-    lines += section("The configuration", "Required: the configuration's own content.", top)
+    top += [row for key, spec in root["properties"].items() if key not in (*root["required"], *SECTIONS)
+            for row in _rows({"properties": {key: spec}}, "")]
+    lines += section("The configuration", "The configuration's own content (required), and the seeds.", top)
     for key in SECTIONS:
         text = spec_of(root["properties"][key])["description"]
         lines += section(f"`{key}`", text[0].upper() + text[1:] + ".",

@@ -6,15 +6,48 @@ common.smk) share: a model is one method trained on one view and is called
 a result also has the ``two_stream`` view, the RGB and flow models of one method
 combined. Methods: ``random`` (random init), ``infonce``, ``coclr_c1`` ..
 ``coclr_cN`` (after each CoCLR cycle) and ``ubernce`` (the label oracle).
+
+Seeds (the ``seeds`` setting) repeat the whole chain: the models, training runs, features and
+result records of seed N > 0 sit in a ``seedN/`` folder just before their name
+(``models/ucf101/seed1/infonce_rgb.pt``, ``results/ucf101/split1/linear_probe/seed1/infonce_rgb.json``);
+seed 0 has no folder, so a single-seed run keeps the paths it always had.
 """
 
 import re
+from pathlib import PurePath
 
 VIEWS = ("rgb", "flow")  # a network's input: each method trains one model per view
 TWO_STREAM = "two_stream"
 RESULT_VIEWS = (*VIEWS, TWO_STREAM)  # what a result (probe, retrieval, fine-tune, embedding) evaluates
 TRAINED_METHOD_PATTERN = r"infonce|ubernce|coclr_c\d+"  # the methods that have model files
 METHOD_PATTERN = rf"random|{TRAINED_METHOD_PATTERN}"
+SEED_DIR_PATTERN = r"(?:seed[1-9]\d*/)?"  # what seed_dir() returns: empty for seed 0
+
+
+def seed_dir(seed) -> str:
+    """The folder of a seed's models, runs and results: ``""`` for seed 0, ``seed3/`` for seed 3."""
+    if int(seed) < 0:
+        raise ValueError(f"a seed is a non-negative integer, got {seed!r}")
+    return f"seed{int(seed)}/" if int(seed) else ""
+
+
+def seed_of(folder) -> int:
+    """The inverse of :func:`seed_dir`: ``seed3/`` (or ``seed3``) -> 3, ``""`` -> 0."""
+    match = re.fullmatch(r"seed([1-9]\d*)/?", folder)
+    if folder and not match:
+        raise ValueError(f"{folder!r} is not a seed folder (seed<N>/, N > 0)")
+    return int(match.group(1)) if match else 0
+
+
+def seed_of_path(path) -> int:
+    """The seed of a model, run or result path: N below a ``seedN`` folder (``runs/ucf101/seed2/infonce_rgb``), else 0."""
+    match = re.fullmatch(r"seed([1-9]\d*)", PurePath(path).parent.name)
+    return int(match.group(1)) if match else 0
+
+
+def seeded(name, seed) -> str:
+    """``("infonce_rgb", 1)`` -> ``seed1/infonce_rgb``: a model's or result's name with its seed's folder."""
+    return seed_dir(seed) + name
 
 
 def other(view) -> str:

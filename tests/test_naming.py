@@ -1,5 +1,7 @@
 """Names of models and results, and the CoCLR cycle schedule (coclr/naming.py)."""
 
+import re
+
 import pytest
 
 from coclr import naming
@@ -35,3 +37,20 @@ def test_cycle_schedule_alternates_rgb_then_flow():
         (2, "rgb"): {"init": "coclr_c1_rgb", "miner": "coclr_c1_flow"},
         (2, "flow"): {"init": "coclr_c1_flow", "miner": "coclr_c2_rgb"},
     }
+
+
+def test_seed_folders_keep_seed_zero_where_it_was():
+    """Seed 0 has no folder (a single-seed run keeps today's paths); seed N has `seedN/`, read back from a path."""
+    assert naming.seed_dir(0) == "" and naming.seed_dir(3) == "seed3/"
+    assert naming.seeded("infonce_rgb", 0) == "infonce_rgb" and naming.seeded("infonce_rgb", 12) == "seed12/infonce_rgb"
+    for seed in (0, 1, 12):
+        assert naming.seed_of(naming.seed_dir(seed)) == seed
+        assert re.fullmatch(naming.SEED_DIR_PATTERN, naming.seed_dir(seed))
+        assert naming.seed_of_path(f"runs/ucf101/{naming.seeded('coclr_c1_rgb', seed)}") == seed
+    assert naming.seed_of_path("runs/seed5data/infonce_rgb") == 0  # a dataset's name is not a seed folder
+    for bad in ("seed0/", "seed", "seeds1/", "1/"):
+        assert not re.fullmatch(naming.SEED_DIR_PATTERN, bad)
+        with pytest.raises(ValueError, match="not a seed folder"):
+            naming.seed_of(bad)
+    with pytest.raises(ValueError, match="non-negative"):
+        naming.seed_dir(-1)

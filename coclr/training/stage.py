@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--flow", nargs="*", default=[], help="flow shards (read by the flow view)")
     parser.add_argument("--run-dir", required=True, help="resumable state and logs (kept across failures)")
     parser.add_argument("--out", required=True, help="final model checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, sample order and augmentation")
     add_settings_arguments(parser)
 
 
@@ -90,6 +90,7 @@ def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Tra
     optim = ctx.settings["optim"]
     # The monitor only reads the model: its settings are not the recipe's, so changing them still resumes.
     recipe = {key: value for key, value in ctx.settings.items() if key not in knn_monitor.SECTIONS}
+    recipe["seed"] = args.seed  # another seed is another run: its state never resumes this one's
     return Trainer(wrapped, args.run_dir, recipe, schedule["epochs"], schedule["lr_steps"],
                    lr=optim["lr"], weight_decay=optim["weight_decay"], device=ctx.device, inputs=inputs,
                    checkpoint_minutes=ctx.settings["resources"]["checkpoint_minutes"], generators=generators,
@@ -110,7 +111,7 @@ def monitor(ctx, model, args):
 def export(ctx, model, args, trainer, history, extra_meta=None) -> None:
     """The stage's declared output: the final weights, written once training is complete."""
     if distributed.is_main():
-        meta = {"epochs": trainer.epoch, "wall_s": time.time() - ctx.start,
+        meta = {"epochs": trainer.epoch, "seed": args.seed, "wall_s": time.time() - ctx.start,
                 "final": history[-1] if history else {}, **(extra_meta or {})}
         save_model(args.out, model.state_dict(), args.view, view_arch(args.view, ctx.settings["model"]), meta)
     distributed.barrier()

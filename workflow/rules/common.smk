@@ -22,6 +22,9 @@ coclr_config.check_dataset_paths(config, config["dataset"])
 
 DATASETS = list(config["datasets"])
 VIEWS = list(naming.VIEWS)
+# Each seed's models, runs, features and result records: `{seed_dir}` before their name, empty for
+# seed 0 (naming.seed_dir).
+SEED_DIRS = [naming.seed_dir(seed) for seed in config["seeds"]]
 
 
 wildcard_constraints:
@@ -32,6 +35,7 @@ wildcard_constraints:
     view="rgb|flow",
     cycle=r"\d+",
     shard=r"\d{5}",
+    seed_dir=naming.SEED_DIR_PATTERN,
 
 
 def dataset_entry(dataset):
@@ -73,14 +77,19 @@ def cycles(dataset):
     return range(1, hparams(dataset)["cotrain"]["cycles"] + 1)
 
 
-def latest_model(dataset, view, cycle):
-    """The newest weights of `view` after `cycle` CoCLR cycles (0 = InfoNCE init)."""
-    return model_file(dataset, naming.model_name(naming.latest_method(cycle), view))
+def latest_model(dataset, view, cycle, seed_dir):
+    """The newest weights of `view` after `cycle` CoCLR cycles (0 = InfoNCE init) of one seed."""
+    return model_file(dataset, naming.model_name(naming.latest_method(cycle), view), seed_dir)
 
 
-def model_file(dataset, name):
-    """`models/<dataset>/<method>_<view>.pt` (names: coclr/naming.py)."""
-    return f"models/{dataset}/{name}.pt"
+def model_file(dataset, name, seed_dir):
+    """`models/<dataset>/[seed<N>/]<method>_<view>.pt` (names: coclr/naming.py)."""
+    return f"models/{dataset}/{seed_dir}{name}.pt"
+
+
+def seed(wildcards):
+    """The seed of a job, from its `{seed_dir}` (0 for none)."""
+    return naming.seed_of(wildcards.seed_dir)
 
 
 def methods(dataset):
@@ -292,22 +301,22 @@ def stage_inputs(wildcards):
     """A stage starts from its view's latest weights and mines with the other view's latest (the schedule:
     `stage_models` in coclr/naming.py)."""
     models = naming.stage_models(int(wildcards.cycle), wildcards.view)
-    return {role: model_file(wildcards.dataset, name) for role, name in models.items()}
+    return {role: model_file(wildcards.dataset, name, wildcards.seed_dir) for role, name in models.items()}
 
 
 # -- Evaluation (evaluate.smk) ------------------------------------------------------------------
 
-FEATURES = "features/{scope}/split{split}/{method}_{view}.pt"
-RUN = "results/{scope}/split{split}/{task}/{method}_{view}"
-
 
 def run_file(task="{task}", view="{view}", suffix=".json"):
-    """One model's result of a task (`RUN` with the task and view filled in or kept as wildcards)."""
-    return f"results/{{scope}}/split{{split}}/{task}/{{method}}_{view}{suffix}"
+    """One model's result of a task, with the task and view filled in or kept as wildcards."""
+    return f"results/{{scope}}/split{{split}}/{task}/{{seed_dir}}{{method}}_{view}{suffix}"
 
 
 def features_file(view="{view}"):
-    return f"features/{{scope}}/split{{split}}/{{method}}_{view}.pt"
+    return f"features/{{scope}}/split{{split}}/{{seed_dir}}{{method}}_{view}.pt"
+
+
+FEATURES = features_file()
 
 
 wildcard_constraints:
@@ -330,50 +339,75 @@ def model_input(wildcards):
     if wildcards.method == "random":
         return {}
     _, pretrained = scope_datasets(wildcards.scope)
-    return {"model": model_file(pretrained, naming.model_name(wildcards.method, wildcards.view))}
+    return {"model": model_file(pretrained, naming.model_name(wildcards.method, wildcards.view), wildcards.seed_dir)}
 
 
 def model_source(wildcards, input):
-    return "--random --seed 0" if wildcards.method == "random" else f"--checkpoint {shlex.quote(input.model)}"
+    """Random init is seeded by the job's seed, as training's initialisation is."""
+    if wildcards.method == "random":
+        return f"--random --seed {seed(wildcards)}"
+    return f"--checkpoint {shlex.quote(input.model)}"
 
 
 def eval_split_table(wildcards):
     return split_table(scope_datasets(wildcards.scope)[0], wildcards.split)
 
 
-def task_runs(name, task, split):
-    """Every per-model result of `task` on one split of the pair `name`."""
+def task_runs(name, task, split, seed_dir):
+    """Every per-model result of `task` of one seed on one split of the pair `name`."""
     _, pretrained = scope_datasets(name)
+    methods_ = task_methods(pretrained, task)
     return expand(
-        run_file(), scope=name, split=split, task=task, method=task_methods(pretrained, task), view=naming.RESULT_VIEWS
+        run_file(), scope=name, split=split, task=task, seed_dir=seed_dir, method=methods_, view=naming.RESULT_VIEWS
     )
 
 
+def task_groups(name):
+    """(seed, split) of every group of results of the pair `name`: each seed on each evaluated split."""
+    return [(seed_dir, k) for seed_dir in SEED_DIRS for k in eval_splits(scope_datasets(name)[0])]
+
+
 def all_task_runs(wildcards):
-    """Every per-model result of a task, on every evaluated split of the pair."""
+    """Every per-model result of a task, of every seed on every evaluated split of the pair."""
     return [
         run
-        for k in eval_splits(scope_datasets(wildcards.scope)[0])
-        for run in task_runs(wildcards.scope, wildcards.task, k)
+        for seed_dir, k in task_groups(wildcards.scope)
+        for run in task_runs(wildcards.scope, wildcards.task, k, seed_dir)
     ]
 
 
 def collect_args(wildcards):
-    """`--split K --runs ...` for each evaluated split, in the order of `datasets.<name>.splits`."""
-    splits = eval_splits(scope_datasets(wildcards.scope)[0])
-    return " ".join(f"--split {k} --runs {' '.join(task_runs(wildcards.scope, wildcards.task, k))}" for k in splits)
+    """`--seed S --split K --runs ...` for each seed and evaluated split (`seeds`, `datasets.<name>.splits`)."""
+    return shlex.join(
+        str(arg)
+        for seed_dir, k in task_groups(wildcards.scope)
+        for arg in [
+            "--seed",
+            naming.seed_of(seed_dir),
+            "--split",
+            k,
+            "--runs",
+            *task_runs(wildcards.scope, wildcards.task, k, seed_dir),
+        ]
+    )
 
 
 # -- Report (report.smk) ------------------------------------------------------------------------
 
 
 def training_stages(dataset):
-    """Every trained model: the stages that wrote runs/{dataset}/{stage}/metrics.csv."""
-    return [naming.model_name(method, view) for method in methods(dataset) if method != "random" for view in VIEWS]
+    """Every trained model of every seed: the stages that wrote runs/{dataset}/{stage}/metrics.csv
+    (`seed<N>/coclr_c1_rgb` for seed N > 0)."""
+    trained = [naming.model_name(method, view) for method in methods(dataset) if method != "random" for view in VIEWS]
+    return [seed_dir + stage for seed_dir in SEED_DIRS for stage in trained]
 
 
 def coclr_stages(dataset):
-    return [stage for stage in training_stages(dataset) if naming.cycle_of(naming.parse_model_name(stage)[0])]
+    return [
+        stage
+        for stage in training_stages(dataset)
+        if naming.cycle_of(naming.parse_model_name(os.path.basename(stage))[0])
+    ]
 
 
 def stage_files(pattern, stages):
@@ -383,8 +417,10 @@ def stage_files(pattern, stages):
 
 
 def first_split_features(dataset, method, view):
-    """The report draws features of the first evaluated split."""
-    return expand(FEATURES, scope=dataset, split=eval_splits(dataset)[0], method=method, view=view)[0]
+    """The report draws features of the first seed on the first evaluated split."""
+    return expand(
+        FEATURES, scope=dataset, split=eval_splits(dataset)[0], seed_dir=SEED_DIRS[0], method=method, view=view
+    )[0]
 
 
 def tsne_features(wildcards):
@@ -408,7 +444,9 @@ def report_outputs(dataset):
 
 def embed_models(wildcards):
     views = VIEWS if wildcards.stream == naming.TWO_STREAM else [wildcards.stream]
-    return [model_file(wildcards.dataset, naming.model_name(wildcards.method, view)) for view in views]
+    return [
+        model_file(wildcards.dataset, naming.model_name(wildcards.method, view), wildcards.seed_dir) for view in views
+    ]
 
 
 def embed_settings(dataset):
@@ -427,7 +465,13 @@ def embed_settings(dataset):
 
 
 def unlabelled_targets(dataset):
-    """An unlabelled dataset's results: every pretrained model and the final CoCLR models' embeddings."""
-    final = naming.coclr_method(max(cycles(dataset)))
-    models = [latest_model(dataset, view, cycle) for cycle in [0, *cycles(dataset)] for view in VIEWS]
-    return models + [f"embeddings/{dataset}/{naming.model_name(final, naming.TWO_STREAM)}.parquet"]
+    """An unlabelled dataset's results, of every seed: every pretrained model and the final CoCLR models' embeddings."""
+    final = naming.model_name(naming.coclr_method(max(cycles(dataset))), naming.TWO_STREAM)
+    return [
+        target
+        for seed_dir in SEED_DIRS
+        for target in [
+            latest_model(dataset, view, cycle, seed_dir) for cycle in [0, *cycles(dataset)] for view in VIEWS
+        ]
+        + [f"embeddings/{dataset}/{seed_dir}{final}.parquet"]
+    ]

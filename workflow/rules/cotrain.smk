@@ -10,9 +10,9 @@ rule cotrain:
         frames=frame_shards,
         flow=flow_shards,
     output:
-        "models/{dataset}/coclr_c{cycle}_{view}.pt",
+        "models/{dataset}/{seed_dir}coclr_c{cycle}_{view}.pt",
     log:
-        "logs/{dataset}/coclr_c{cycle}_{view}.log",
+        "logs/{dataset}/{seed_dir}coclr_c{cycle}_{view}.log",
     priority: 10  # the CoCLR chain is the critical path
     conda:
         "../../envs/coclr.yaml"
@@ -23,9 +23,10 @@ rule cotrain:
         settings=lambda w: settings_json(
             w.dataset, "model", "clip", "moco", "optim", "cotrain", "knn_monitor", "linear_probe"
         ),
-        launcher=launcher(train_gpus(), "runs/{dataset}/coclr_c{cycle}_{view}/attempts.log"),
-        run_dir="runs/{dataset}/coclr_c{cycle}_{view}",
+        launcher=launcher(train_gpus(), "runs/{dataset}/{seed_dir}coclr_c{cycle}_{view}/attempts.log"),
+        run_dir="runs/{dataset}/{seed_dir}coclr_c{cycle}_{view}",
+        seed=seed,
     shell:
         "{params.launcher} cotrain --view {wildcards.view} --init {input.init} --miner {input.miner} "
         "--manifest {input.manifest} --frames {input.frames} --flow {input.flow} "
-        "--run-dir {params.run_dir} --out {output} --settings {params.settings:q} >> {log} 2>&1"
+        "--run-dir {params.run_dir} --seed {params.seed} --out {output} --settings {params.settings:q} >> {log} 2>&1"

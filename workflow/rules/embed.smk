@@ -1,5 +1,5 @@
 # Embeddings: backbone features of every video of a dataset, for work outside the pipeline.
-#   embeddings/{dataset}/{method}_{stream}.parquet   stream: rgb, flow or two_stream
+#   embeddings/{dataset}/{seed_dir}{method}_{stream}.parquet   stream: rgb, flow or two_stream
 # `coclr embed` decodes the videos listed in the manifest itself (frames and flow as the
 # shards hold them), so the same command serves videos that are no dataset at all.
 
@@ -9,9 +9,9 @@ rule embed:
         models=embed_models,
         manifest="data/{dataset}/manifest.csv",
     output:
-        "embeddings/{dataset}/{method}_{stream}.parquet",
+        "embeddings/{dataset}/{seed_dir}{method}_{stream}.parquet",
     log:
-        "logs/{dataset}/embed_{method}_{stream}.log",
+        "logs/{dataset}/{seed_dir}embed_{method}_{stream}.log",
     wildcard_constraints:
         method=naming.TRAINED_METHOD_PATTERN,
         stream="|".join(naming.RESULT_VIEWS),

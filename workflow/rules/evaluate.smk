@@ -1,9 +1,10 @@
 # Evaluation of one pair (see scope() in common.smk) on each official split of its evaluation
 # dataset: per-model features, linear probe, retrieval and fine-tuning, two-stream fusion per
 # method, then one summary per task (every split) and the ablation table (each split, and the mean).
-#   features/{scope}/split{split}/{method}_{view}.pt           backbone features (random init: no model)
-#   results/{scope}/split{split}/{task}/{method}_{view}.json    one model's result (view: rgb, flow, two_stream)
-#   results/{scope}/{task}.json, ablation.{json,md}             the summaries `rule all` asks for
+#   features/{scope}/split{split}/{seed_dir}{method}_{view}.pt           backbone features (random init: no model)
+#   results/{scope}/split{split}/{task}/{seed_dir}{method}_{view}.json    one model's result (view: rgb, flow, two_stream)
+#   results/{scope}/{task}.json, ablation.{json,md}                       the summaries `rule all` asks for, over every seed
+# {seed_dir} is empty for seed 0 and `seed<N>/` for seed N > 0 (`seeds`, coclr/naming.py).
 # {scope} is `ucf101` (pretrained on UCF101 itself) or `hmdb51/pretrained_ucf101` (a transfer pair).
 # The paths' helpers (FEATURES, run_file, ...) are in common.smk.
 
@@ -16,7 +17,7 @@ rule features:
     output:
         FEATURES,
     log:
-        "logs/{scope}/split{split}/features_{method}_{view}.log",
+        "logs/{scope}/split{split}/{seed_dir}features_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
     threads: job_threads()
@@ -40,15 +41,16 @@ rule linear_probe:
         result=run_file(task="linear_probe"),
         probs=run_file(task="linear_probe", suffix=".probs.pt"),
     log:
-        "logs/{scope}/split{split}/linear_probe_{method}_{view}.log",
+        "logs/{scope}/split{split}/{seed_dir}linear_probe_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
     threads: config["resources"]["threads"]
     params:
         settings=lambda w: pair_settings_json(w.scope, "linear_probe"),
+        seed=seed,
     shell:
-        "python -m coclr linear-probe --features {input} --out {output.result} --probs {output.probs} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "python -m coclr linear-probe --features {input} --seed {params.seed} --out {output.result} "
+        "--probs {output.probs} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule retrieval:
@@ -57,7 +59,7 @@ rule retrieval:
     output:
         run_file(task="retrieval"),
     log:
-        "logs/{scope}/split{split}/retrieval_{method}_{view}.log",
+        "logs/{scope}/split{split}/{seed_dir}retrieval_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
     shell:
@@ -71,7 +73,7 @@ rule retrieval_two_stream:
     output:
         run_file(task="retrieval", view="two_stream"),
     log:
-        "logs/{scope}/split{split}/retrieval_{method}_two_stream.log",
+        "logs/{scope}/split{split}/{seed_dir}retrieval_{method}_two_stream.log",
     conda:
         "../../envs/coclr.yaml"
     shell:
@@ -87,7 +89,7 @@ rule finetune:
         result=run_file(task="finetune"),
         probs=run_file(task="finetune", suffix=".probs.pt"),
     log:
-        "logs/{scope}/split{split}/finetune_{method}_{view}.log",
+        "logs/{scope}/split{split}/{seed_dir}finetune_{method}_{view}.log",
     conda:
         "../../envs/coclr.yaml"
     threads: job_threads()
@@ -96,11 +98,12 @@ rule finetune:
     params:
         shards=shard_option,
         settings=lambda w: pair_settings_json(w.scope, "model", "clip", "finetune"),
-        run_dir="runs/{scope}/split{split}/finetune_{method}_{view}",
-        launcher=launcher(eval_gpus(), "runs/{scope}/split{split}/finetune_{method}_{view}/attempts.log"),
+        run_dir="runs/{scope}/split{split}/{seed_dir}finetune_{method}_{view}",
+        launcher=launcher(eval_gpus(), "runs/{scope}/split{split}/{seed_dir}finetune_{method}_{view}/attempts.log"),
+        seed=seed,
     shell:
         "{params.launcher} finetune --checkpoint {input.model} --method {wildcards.method} "
-        "--manifest {input.manifest} {params.shards} {input.shards} --run-dir {params.run_dir} "
+        "--manifest {input.manifest} {params.shards} {input.shards} --run-dir {params.run_dir} --seed {params.seed} "
         "--out {output.result} --probs {output.probs} --settings {params.settings:q} >> {log} 2>&1"
 
 
@@ -111,7 +114,7 @@ rule fuse_probabilities:
     output:
         run_file(view="two_stream"),
     log:
-        "logs/{scope}/split{split}/{task}_{method}_two_stream.log",
+        "logs/{scope}/split{split}/{seed_dir}{task}_{method}_two_stream.log",
     wildcard_constraints:
         task="linear_probe|finetune",
     conda:

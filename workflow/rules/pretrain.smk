@@ -12,9 +12,9 @@ rule pretrain:
         preflight=ancient("data/{dataset}/preflight_pretraining.json"),
         shards=view_shards,
     output:
-        "models/{dataset}/{loss}_{view}.pt",
+        "models/{dataset}/{seed_dir}{loss}_{view}.pt",
     log:
-        "logs/{dataset}/{loss}_{view}.log",
+        "logs/{dataset}/{seed_dir}{loss}_{view}.log",
     wildcard_constraints:
         loss="infonce|ubernce",
     priority: pretrain_priority
@@ -27,10 +27,11 @@ rule pretrain:
         settings=lambda w: settings_json(
             w.dataset, "model", "clip", "moco", "optim", w.loss, "knn_monitor", "linear_probe"
         ),
-        launcher=launcher(train_gpus(), "runs/{dataset}/{loss}_{view}/attempts.log"),
-        run_dir="runs/{dataset}/{loss}_{view}",
+        launcher=launcher(train_gpus(), "runs/{dataset}/{seed_dir}{loss}_{view}/attempts.log"),
+        run_dir="runs/{dataset}/{seed_dir}{loss}_{view}",
+        seed=seed,
         shards=shard_option,
     shell:
         "{params.launcher} pretrain --view {wildcards.view} --loss {wildcards.loss} "
         "--manifest {input.manifest} {params.shards} {input.shards} "
-        "--run-dir {params.run_dir} --out {output} --settings {params.settings:q} >> {log} 2>&1"
+        "--run-dir {params.run_dir} --seed {params.seed} --out {output} --settings {params.settings:q} >> {log} 2>&1"
