@@ -2,12 +2,15 @@
 
 One sub-command per figure, each reading outputs the pipeline already made:
 
-- ``curves``: loss and instance accuracy per epoch of every training stage;
+- ``curves``: loss, instance accuracy and kNN top-1 per epoch of every training stage;
 - ``purity``: how often the positives a CoCLR stage mines share the anchor's class;
 - ``tsne``: 2-D t-SNE of the test features, one panel per model, coloured by class;
 - ``retrieval``: test queries and their top-5 training neighbours (middle frames);
 - ``flow``: frames beside their optical flow in the Middlebury colour wheel;
 - ``table``: the ablation table as HTML (the report cannot show Markdown).
+
+With several seeds, a curve is the mean over the seeds with a band from their minimum to
+their maximum, and each table cell carries its spread.
 
 Figures are PNGs drawn on bare matplotlib ``Figure`` objects, which render with
 Agg: no display needed on a cluster node, no pyplot state to leak between
@@ -23,12 +26,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from coclr.shards import flow_store, frame_store
-from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, method_title, read_json
+from coclr.evaluation.ablation import HEADLINE, VIEW_NAMES, cell, method_title, read_json
 from coclr.evaluation.features import load_features
 from coclr.evaluation.retrieval import centred, similarity
 from coclr.flow.visualise import flow_to_rgb
 from coclr.io import atomic_path, write_text
-from coclr.naming import RESULT_VIEWS, parse_model_name
+from coclr.naming import RESULT_VIEWS, parse_model_name, seed_of_path
 
 NEIGHBOURS = 5
 SAME, DIFFERENT = "tab:green", "tab:red"
@@ -69,45 +72,79 @@ def save(fig, out) -> None:
 
 
 def stage(metrics_path) -> tuple:
-    """``runs/ucf101/coclr_c1_rgb/metrics.csv`` -> ``("coclr_c1", "rgb")``."""
-    return parse_model_name(Path(metrics_path).parent.name)
+    """``runs/ucf101/seed1/coclr_c1_rgb/metrics.csv`` -> ``("coclr_c1", "rgb", 1)`` (seed 0 without a seed folder)."""
+    run = Path(metrics_path).parent
+    return (*parse_model_name(run.name), seed_of_path(run))
 
 
 def title(method, view) -> str:
     return f"{method_title(method)}, {VIEW_NAMES[view]}"
 
 
-def curves(metrics_paths) -> Figure:
-    """Loss and instance accuracy (rows) of the RGB and flow stages (columns), one line per stage."""
-    fig = Figure(figsize=(10, 6))
-    axes = fig.subplots(2, 2, sharex=True, squeeze=False)
+def by_stage(metrics_paths) -> dict:
+    """``(method, view)`` -> ``{seed: metrics table}``, stages in the order given."""
+    stages = {}
     for path in metrics_paths:
-        method, view = stage(path)
-        metrics = pd.read_csv(path)
+        method, view, seed = stage(path)
+        stages.setdefault((method, view), {})[seed] = pd.read_csv(path)
+    return stages
+
+
+def seed_line(ax, tables: dict, key, label) -> None:
+    """One line for a stage: ``key`` per epoch, the mean over its seeds, and with several seeds a band
+    from their minimum to their maximum. Epochs without the value (the kNN monitor's) are skipped."""
+    columns = [table.set_index("epoch")[key] for table in tables.values() if key in table]
+    if not columns:
+        return
+    joined = pd.concat(columns, axis=1).dropna(how="all")
+    mean = joined.mean(axis=1)
+    (line,) = ax.plot(list(mean.index), list(mean.values), marker="o", label=label)
+    if joined.shape[1] > 1:
+        ax.fill_between(joined.index, joined.min(axis=1), joined.max(axis=1), color=line.get_color(), alpha=0.2)
+
+
+def seeds_note(fig, stages: dict) -> None:
+    seeds = max(len(tables) for tables in stages.values())
+    if seeds > 1:
+        fig.suptitle(f"mean over {seeds} seeds, band: their minimum to maximum", fontsize="small")
+
+
+def curves(metrics_paths) -> Figure:
+    """Loss, instance accuracy and (when the kNN monitor ran) kNN top-1 (rows) of the RGB and flow
+    stages (columns), one line per stage over its seeds."""
+    stages = by_stage(metrics_paths)
+    keys = [("loss", "loss"), ("instance_acc", "instance accuracy")]
+    if any("knn_top1" in table for tables in stages.values() for table in tables.values()):
+        keys.append(("knn_top1", "kNN top-1"))
+    fig = Figure(figsize=(10, 3 * len(keys)))
+    axes = fig.subplots(len(keys), 2, sharex=True, squeeze=False)
+    for (method, view), tables in stages.items():
         column = 0 if view == "rgb" else 1
-        for row, key in enumerate(("loss", "instance_acc")):
-            axes[row, column].plot(metrics["epoch"], metrics[key], marker="o", label=method_title(method))
+        for row, (key, _) in enumerate(keys):
+            seed_line(axes[row, column], tables, key, method_title(method))
     for column, view in enumerate(("RGB", "flow")):
         axes[0, column].set_title(f"{view} stages")
-        axes[1, column].set_xlabel("epoch")
-    axes[0, 0].set_ylabel("loss")
-    axes[1, 0].set_ylabel("instance accuracy")
+        axes[-1, column].set_xlabel("epoch")
+    for row, (_, name) in enumerate(keys):
+        axes[row, 0].set_ylabel(name)
     for ax in axes.flat:
         epoch_axis(ax)
     axes[0, 1].legend(fontsize="small")
+    seeds_note(fig, stages)
     return fig
 
 
 def purity(metrics_paths) -> Figure:
-    """Fraction of mined positives of the anchor's class, per epoch, one line per CoCLR stage."""
+    """Fraction of mined positives of the anchor's class, per epoch, one line per CoCLR stage over its seeds."""
+    stages = by_stage(metrics_paths)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for path in metrics_paths:
-        metrics = pd.read_csv(path)
-        ax.plot(metrics["epoch"], metrics["mining_purity"], marker="o", label=title(*stage(path)))
+    for (method, view), tables in stages.items():
+        seed_line(ax, tables, "mining_purity", title(method, view))
     ax.set(xlabel="epoch", ylabel="mining purity", ylim=(0, 1), title="Positives mined by the other view")
     epoch_axis(ax)
     ax.legend(fontsize="small")
+    seeds_note(fig, stages)
     return fig
 
 
@@ -205,13 +242,14 @@ def flow(frame_paths, flow_paths, videos=4) -> Figure:
 
 
 def ablation_html(ablation: dict) -> str:
-    """The columns of ablation.md (task and view, headline metric) as an HTML table."""
+    """The columns of ablation.md (task and view, headline metric) as an HTML table, each cell with
+    its spread over the seeds when there are several."""
     columns = {"method": [row["title"] for row in ablation["rows"]]}
     for task in ablation["tasks"]:
         for view in RESULT_VIEWS:
-            values = [row[task][view] for row in ablation["rows"]]  # None: not run
-            columns[f"{HEADLINE[task][1]}, {VIEW_NAMES[view]}"] = pd.Series(values, dtype=float)
-    return pd.DataFrame(columns).to_html(index=False, na_rep="-", float_format="{:.1f}".format)
+            columns[f"{HEADLINE[task][1]}, {VIEW_NAMES[view]}"] = [
+                cell(row[task][view], row.get("spread", {}).get(task, {}).get(view)) for row in ablation["rows"]]
+    return pd.DataFrame(columns).to_html(index=False)
 
 
 def run(args) -> None:

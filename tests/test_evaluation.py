@@ -1,7 +1,9 @@
 """Evaluation: probe, selection on training data only, retrieval, two-stream, features, ablation table."""
 
 import csv
+import itertools
 import json
+import statistics
 import time
 
 import numpy as np
@@ -275,10 +277,16 @@ def test_ablation_table_from_fake_results(tmp_path):
     assert table["rows"][3]["finetune"] == {"rgb": 0.0, "flow": 1.0, "two_stream": 2.0}
     assert table["rows"][0]["finetune"]["rgb"] is None
     lines = md.read_text().splitlines()
-    assert len(lines) == 2 + len(methods) and "linear probe top-1, two-stream" in lines[0]
+    assert lines[2 + len(methods)] == "" and "linear probe top-1, two-stream" in lines[0]
     assert lines[4] == "| CoCLR, cycle 1 | 20.0 | 21.0 | 22.0 | 20.0 | 21.0 | 22.0 | - | - | - |"
     assert lines[2].startswith("| random init |") and lines[6].startswith("| UberNCE (oracle) |")
     assert len(table["checkpoints"]) == 3 * len(methods)
+    # One seed: the claims on it (CoCLR c2 30 vs InfoNCE 10 vs UberNCE 40 on RGB).
+    assert table["claims"]["coclr_beats_infonce"]["linear_probe"] == {
+        "per_seed": {"0": 20.0}, "mean": 20.0, "min": 20.0, "held": 1, "seeds": 1}
+    assert table["claims"]["gap_to_oracle_closed"]["mean"] == pytest.approx(2 / 3)
+    assert lines[8].startswith("- CoCLR beats InfoNCE (CoCLR, cycle 2 - InfoNCE, RGB): linear probe top-1 +20.0")
+    assert "closes 67 % of the InfoNCE-to-UberNCE gap" in lines[9]
 
 
 def test_ablation_over_several_splits_reports_each_and_their_mean(tmp_path):
@@ -311,8 +319,60 @@ def test_ablation_over_several_splits_reports_each_and_their_mean(tmp_path):
     assert "| CoCLR, cycle 1 | 60.0 | 61.0 | 62.0 | 60.0 | 61.0 | 62.0 |" in text  # split 3
 
 
+def test_ablation_over_seeds_and_splits_gives_the_mean_its_spread_and_the_claims(tmp_path):
+    """Three seeds x two splits: each cell is the mean of the per-seed records (each seed's mean over the
+    splits), the spread is their sample standard deviation and range, each seed and split is listed."""
+    methods, views = ["infonce", "coclr_c1", "ubernce"], ["rgb", "flow", "two_stream"]
+    seed_offset, split_offset = {0: 0.0, 1: 6.0, 2: 30.0}, {1: 0.0, 2: 2.0}
+    value = {("infonce", 0): 10.0, ("coclr_c1", 0): 20.0, ("ubernce", 0): 50.0}
+    paths = {}
+    for task in ("linear_probe", "retrieval"):
+        args = []
+        for seed, split in itertools.product(seed_offset, split_offset):
+            args += ["--seed", str(seed), "--split", str(split), "--runs"]
+            for method, view in itertools.product(methods, views):
+                run = tmp_path / f"{task}_{seed}_{split}_{method}_{view}.json"
+                # InfoNCE does not move with the seed, so CoCLR's lead grows with it.
+                moved = 0.0 if method == "infonce" else seed_offset[seed]
+                run.write_text(json.dumps(fake_run(task, method, view, value[method, 0] + moved + split_offset[split])))
+                args.append(str(run))
+        paths[task] = tmp_path / f"{task}.json"
+        main(["ablation", "collect", *args, "--out", str(paths[task])])
+    collected = json.loads(paths["linear_probe"].read_text())
+    assert collected["seeds"] == [0, 1, 2] and collected["splits"] == [1, 2]
+    assert {(run["seed"], run["split"]) for run in collected["runs"]} == set(itertools.product([0, 1, 2], [1, 2]))
+    out, md = tmp_path / "ablation.json", tmp_path / "ablation.md"
+    main(["ablation", "table", "--linear-probe", str(paths["linear_probe"]), "--retrieval", str(paths["retrieval"]),
+          "--out", str(out), "--markdown", str(md)])
+    table = json.loads(out.read_text())
+    per_seed = [20.0 + offset + 1.0 for offset in seed_offset.values()]  # CoCLR c1: 21, 27, 51
+    coclr = table["rows"][1]
+    assert coclr["linear_probe"]["rgb"] == pytest.approx(statistics.mean(per_seed))
+    assert coclr["spread"]["linear_probe"]["rgb"] == pytest.approx(
+        {"std": statistics.stdev(per_seed), "min": 21.0, "max": 51.0, "n": 3})
+    assert [table["per_seed"][str(s)][1]["retrieval"]["flow"] for s in (0, 1, 2)] == per_seed
+    assert table["per_split"]["2"][1]["linear_probe"]["rgb"] == pytest.approx(statistics.mean(per_seed) + 1.0)
+    beats = table["claims"]["coclr_beats_infonce"]["linear_probe"]
+    assert beats["per_seed"] == {"0": 10.0, "1": 16.0, "2": 40.0} and beats["held"] == 3 and beats["min"] == 10.0
+    closed = table["claims"]["gap_to_oracle_closed"]["per_seed"]
+    assert closed == pytest.approx({"0": 0.25, "1": 16 / 46, "2": 40 / 70})
+    text = md.read_text()
+    assert text.startswith("Mean over seeds 0, 1, 2 (mean ± standard deviation (min-max) over the seeds) and splits 1, 2:")
+    assert f"| CoCLR, cycle 1 | 33.0 ± {statistics.stdev(per_seed):.1f} (21.0-51.0) |" in text
+    assert "Seed 2, mean over splits 1, 2:" in text and "Split 1, mean over seeds 0, 1, 2:" in text
+    assert "higher on 3 of 3 seeds" in text
+
+
+def test_collect_refuses_a_seed_missing_a_split(tmp_path):
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(fake_run("retrieval", "infonce", "rgb", 1.0)))
+    with pytest.raises(SystemExit, match=r"no runs for \(seed, split\) \[\(1, 2\)\]"):
+        main(["ablation", "collect", "--seed", "0", "--split", "1", "--runs", str(run), "--seed", "0", "--split", "2",
+              "--runs", str(run), "--seed", "1", "--split", "1", "--runs", str(run), "--out", str(tmp_path / "x.json")])
+
+
 def test_collect_refuses_unnamed_groups_of_runs(tmp_path):
     run = tmp_path / "run.json"
     run.write_text(json.dumps(fake_run("retrieval", "infonce", "rgb", 1.0)))
-    with pytest.raises(SystemExit, match="several --runs groups need a --split each"):
+    with pytest.raises(SystemExit, match="several --runs groups need a --split or --seed each"):
         main(["ablation", "collect", "--runs", str(run), "--runs", str(run), "--out", str(tmp_path / "x.json")])

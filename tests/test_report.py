@@ -84,6 +84,28 @@ def test_training_curves_plot_each_stage_metrics(metrics):
     assert [t.get_text() for t in axes[0, 1].get_legend().get_texts()] == ["InfoNCE", "CoCLR, cycle 1"]
 
 
+def test_curves_of_several_seeds_draw_their_mean_a_band_and_the_knn_monitor(tmp_path):
+    """Two seeds of one stage (seed 1 in its `seed1/` run folder): the line is their mean, the band spans
+    them, and the kNN row plots only the epochs the monitor ran."""
+    paths = []
+    for seed_dir, shift in (("", 0.0), ("seed1/", 1.0)):
+        table = pd.DataFrame({"epoch": [1, 2, 3], "loss": [3.0 + shift, 2.5 + shift, 2.2 + shift],
+                              "instance_acc": [0.2, 0.4, 0.5], "knn_top1": [None, 0.3 + shift / 10, None]})
+        path = tmp_path / "runs" / f"{seed_dir}infonce_rgb" / "metrics.csv"
+        path.parent.mkdir(parents=True)
+        table.to_csv(path, index=False)
+        paths.append(path)
+    assert report.stage(paths[1]) == ("infonce", "rgb", 1)
+    fig = report.curves(paths)
+    axes = np.array(fig.axes).reshape(3, 2)
+    assert axes[2, 0].get_ylabel() == "kNN top-1"
+    assert lines_of(axes[0, 0]) == {"InfoNCE": ([1, 2, 3], [3.5, 3.0, 2.7])}
+    (band,) = axes[0, 0].collections
+    assert band.get_paths()[0].vertices[:, 1].min() == 2.2 and band.get_paths()[0].vertices[:, 1].max() == 4.0
+    assert lines_of(axes[2, 0])["InfoNCE"] == ([2], [pytest.approx(0.35)])
+    assert "mean over 2 seeds" in fig.texts[0].get_text()
+
+
 def test_mining_purity_has_a_line_per_coclr_stage(metrics):
     fig = report.purity([p for p in metrics if "coclr" in str(p)])
     (ax,) = fig.axes
@@ -159,6 +181,9 @@ def test_ablation_table_as_html():
     assert "<table" in html and "linear probe top-1, RGB" in html
     assert "<td>46.8</td>" in html and "<td>-</td>" in html
     assert html.count("<th>") == 1 + 3 and html.count("<td>") == 1 + 3  # method, then each view of the task
+    spread = {"std": 2.0, "min": 44.0, "max": 49.0, "n": 3}
+    ablation["rows"][0]["spread"] = {"linear_probe": {"rgb": spread, "flow": None, "two_stream": None}}
+    assert "<td>46.8 ± 2.0 (44.0-49.0)</td>" in report.ablation_html(ablation)
 
 
 @pytest.mark.parametrize("videos", [1, 2, 3])
