@@ -20,6 +20,7 @@ DataLoader worker gets its own handles and no item reopens a file.
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -240,6 +241,51 @@ class EncodedFrameStore(ShardStore):
         encoded = self.encoded(video_id, lo, hi)
         attrs = self._video(video_id)[0].attrs
         return EncodedClip([torch.from_numpy(encoded[i - lo]) for i in indices], attrs["height"], attrs["width"])
+
+
+class DecodedInMemory:
+    """The videos of a store, each decoded once and kept in memory, read like the store.
+
+    A training job reads every video twice an epoch for tens of epochs; decoding
+    (JPEG, PNG) and the HDF5 look-ups were most of the loader's time on the embedded
+    data (docs/benchmarks.md, "The training step against its floor"). Built before the
+    DataLoader starts its workers, which then share the memory (fork, copy on write).
+    """
+
+    def __init__(self, store: ShardStore, video_ids):
+        self.videos = {video_id: store.read(video_id) for video_id in video_ids}
+
+    def __contains__(self, video_id) -> bool:
+        return video_id in self.videos
+
+    def num_frames(self, video_id) -> int:
+        return len(self.videos[video_id])
+
+    def read_indices(self, video_id, indices):
+        return self.videos[video_id][torch.from_numpy(np.asarray(indices))]
+
+
+def decoded_mib(store: ShardStore, video_ids, channels: int, itemsize: int) -> float:
+    """Memory that :class:`DecodedInMemory` would hold, from the stored sizes (nothing is decoded)."""
+    total = 0
+    for video_id in video_ids:
+        attrs = store.attrs(video_id)
+        total += store.num_frames(video_id) * int(attrs["height"]) * int(attrs["width"]) * channels * itemsize
+    return total / 2 ** 20
+
+
+def in_memory(store: ShardStore, video_ids, budget_mib: float, kind: str):
+    """``store`` decoded into memory when its ``video_ids`` fit ``budget_mib``, else ``store`` itself
+    (``kind``: ``frames``, uint8 RGB, or ``flow``, float32 (x, y))."""
+    channels, itemsize = (3, 1) if kind == "frames" else (2, 4)
+    if budget_mib <= 0 or isinstance(store, EncodedFrameStore):
+        return store
+    needed = decoded_mib(store, video_ids, channels, itemsize)
+    if needed > budget_mib:
+        print(f"{kind}: {needed:.0f} MiB decoded exceed resources.memory_cache_mib ({budget_mib:g}): reading "
+              "the shards at every step (raise the setting to decode the videos once)", file=sys.stderr)
+        return store
+    return DecodedInMemory(store, video_ids)
 
 
 def frame_store(shard_paths, encoded=False) -> ShardStore:

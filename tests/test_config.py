@@ -160,7 +160,8 @@ def test_the_presets_resolve_to_the_paper_recipe_and_the_cpu_departures():
         "flow": {"method": "auto", "device": "cpu", "batch_size": "auto", "compile": "auto",
                  "compile_cache": ".cache/torchinductor", "params": {}},
         "resources": {"gpus": 0, "threads": 1, "workers": 0, "checkpoint_minutes": 10, "jpeg_decode": "loader",
-                      "stop_margin_minutes": 3, "gpu_model": None, "gpu_partition": None},
+                      "stop_margin_minutes": 3, "gpu_model": None, "gpu_partition": None,
+                      "memory_cache_mib": 1024},
     }
 
 
@@ -178,7 +179,7 @@ def test_complete_settings_fill_the_rest_and_reject_typos():
     assert settings["clip"]["frames"] == 8 and settings["clip"]["eval_stride"] == 15
     assert settings["resources"] == {"gpus": 0, "threads": 2, "workers": 0, "checkpoint_minutes": 10,
                                      "jpeg_decode": "loader", "stop_margin_minutes": 3, "gpu_model": None,
-                                     "gpu_partition": None}
+                                     "gpu_partition": None, "memory_cache_mib": 1024}
     with pytest.raises(config.ConfigError, match=r"unknown key `clip.strde` \(did you mean `stride`\?\)"):
         config.complete_settings({"clip": {"strde": 2}})
 

@@ -13,7 +13,8 @@ from coclr.augment import RandomColour
 from coclr.batch import collate, to_device
 from coclr.clips import ClipReader, TwoClipDataset
 from coclr.config import complete_settings
-from coclr.shards import VIDEOS, create_shard, decode_jpegs, encode_jpegs, frame_store, shard_failures, write_video
+from coclr.shards import (VIDEOS, DecodedInMemory, create_shard, decode_jpegs, decoded_mib, encode_jpegs, flow_store,
+                          frame_store, in_memory, shard_failures, write_video)
 from coclr.frames import extract_shard
 from coclr.io import atomic_path
 from coclr.video import decode
@@ -135,3 +136,20 @@ def test_decoding_on_the_device_gives_the_loaders_pixels(tmp_path):
     for side in ("query", "key"):
         assert batches[True][side]["rgb"].shape == (2, 3, 8, 32, 32)
         assert torch.equal(batches[True][side]["rgb"], batches[False][side]["rgb"])
+
+
+@pytest.mark.parametrize("kind", ["frames", "flow"])
+def test_videos_decoded_in_memory_read_as_the_shards_do(tiny_dataset, kind, capsys):
+    store = (frame_store if kind == "frames" else flow_store)(tiny_dataset[kind])
+    video_ids = sorted(store.index)[:6]
+    held = in_memory(store, video_ids, budget_mib=64, kind=kind)
+    assert isinstance(held, DecodedInMemory)
+    for video_id in video_ids:
+        assert held.num_frames(video_id) == store.num_frames(video_id)
+        indices = [0, 0, 3, 1, store.num_frames(video_id) - 1]
+        assert torch.equal(held.read_indices(video_id, indices), store.read_indices(video_id, indices))
+    needed = decoded_mib(store, video_ids, *((3, 1) if kind == "frames" else (2, 4)))
+    assert sum(v.numel() * v.element_size() for v in held.videos.values()) / 2 ** 20 == pytest.approx(needed)
+    assert in_memory(store, video_ids, budget_mib=needed / 2, kind=kind) is store  # over budget: the shards
+    assert "exceed resources.memory_cache_mib" in capsys.readouterr().err
+    assert in_memory(store, video_ids, budget_mib=0, kind=kind) is store

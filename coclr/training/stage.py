@@ -17,7 +17,7 @@ from coclr import distributed
 from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
-from coclr.shards import flow_store, frame_store
+from coclr.shards import flow_store, frame_store, in_memory
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
 from coclr.training import knn_monitor
@@ -55,6 +55,9 @@ def prepare(args, views) -> SimpleNamespace:
     videos = usable_videos(manifest, "train", [s for s in stores.values() if s is not None])
     if videos.empty:
         sys.exit(f"no usable training videos in {args.manifest}: check the frame and flow shards")
+    for view, kind in (("rgb", "frames"), ("flow", "flow")):
+        if stores[view] is not None:
+            stores[view] = in_memory(stores[view], videos["video_id"], resources["memory_cache_mib"], kind)
     reader = ClipReader(frames=stores["rgb"], flow=stores["flow"])
     return SimpleNamespace(settings=settings, rank=rank, world=world, device=device, videos=videos,
                            reader=reader, start=time.time())
