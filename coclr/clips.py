@@ -17,7 +17,6 @@ repeating its first frame, as the reference code pads (never the last frame).
 
 import random
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
@@ -32,9 +31,9 @@ def usable_videos(manifest: pd.DataFrame, split, stores) -> pd.DataFrame:
     return rows[present].reset_index(drop=True)
 
 
-def window_indices(start, frames, stride, length):
+def window_indices(start, frames, stride, length) -> list:
     """Frame indices of a window from ``start`` (negative for a short video: left padding)."""
-    return np.clip(start + stride * np.arange(frames), 0, length - 1)
+    return [min(max(start + stride * i, 0), length - 1) for i in range(frames)]
 
 
 def latest_start(frames, stride, length) -> int:
@@ -75,6 +74,8 @@ class ClipDataset(Dataset):
 
     def __init__(self, videos: pd.DataFrame, reader: ClipReader, clip: dict, flow_channels: int):
         self.videos, self.reader = videos, reader
+        # Plain lists: a pandas row look-up per item cost more than reading a decoded clip.
+        self.video_ids, self.labels = videos["video_id"].tolist(), videos["label"].astype(int).tolist()
         self.frames, self.stride = clip["frames"], clip["stride"]
         self.augment = ClipAugment.from_settings(clip, flow_channels, train=True)
 
@@ -90,8 +91,8 @@ class ClipDataset(Dataset):
         return self.augment(**self._read_window(video_id, length))
 
     def __getitem__(self, index):
-        row = self.videos.iloc[index]
-        return {**self._window(row.video_id, self.reader.length(row.video_id)), "label": int(row.label), "index": index}
+        video_id = self.video_ids[index]
+        return {**self._window(video_id, self.reader.length(video_id)), "label": self.labels[index], "index": index}
 
 
 # The reference's pairs (TengdaHan/CoCLR utils/augmentation.py, TwoClipTransform): a view of a
@@ -123,19 +124,19 @@ class TwoClipDataset(ClipDataset):
         self.one_window, self.colour_views = clip["one_window"], clip["colour_views"]
 
     def __getitem__(self, index):
-        row = self.videos.iloc[index]
-        length = self.reader.length(row.video_id)
+        video_id = self.video_ids[index]
+        length = self.reader.length(video_id)
         one_window = self.one_window > 0 and random.random() < self.one_window
         if one_window:
-            window = self._read_window(row.video_id, length)
+            window = self._read_window(video_id, length)
             query, key = self.augment(**window), self.augment(**window)
         else:
-            query, key = self._window(row.video_id, length), self._window(row.video_id, length)
+            query, key = self._window(video_id, length), self._window(video_id, length)
         query["coloured"], key["coloured"] = pair_colour(one_window, self.colour_views)
         return {
             "query": query,
             "key": key,
-            "label": int(row.label),
+            "label": self.labels[index],
             "group": self.groups[index],
             "index": index,
         }
