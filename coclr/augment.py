@@ -247,6 +247,7 @@ class ColourDraw(NamedTuple):
     jittered: torch.Tensor  # (B,) bool
     grey: torch.Tensor  # (B,) bool
     grey_channel: torch.Tensor | None  # (B, T) the channel each frame keeps (grey kind ``channel``), else None
+    blurred: torch.Tensor  # (B,) bool
     sigma: torch.Tensor  # (B,) blur sigma; 1e-3 (an identity kernel) where not blurred
 
 
@@ -291,26 +292,37 @@ class RandomColour:
             factors[step] = factor(jittered, *ranges[step])
         grey = draw(self.p_gray)
         channel = torch.randint(3, (n, frames), device=device) if self.grey == "channel" else None
-        # a sigma of 1e-3 gives the kernel (0, ..., 1, ..., 0): clips not drawn pass unchanged
-        sigma = torch.where(draw(self.p_blur), torch.empty(n, device=device).uniform_(*self.sigma), 1e-3)
-        return ColourDraw(order, tuple(factors), jittered, grey, channel, sigma)
+        blurred = draw(self.p_blur)
+        sigma = torch.where(blurred, torch.empty(n, device=device).uniform_(*self.sigma), 1e-3)
+        return ColourDraw(order, tuple(factors), jittered, grey, channel, blurred, sigma)
 
     def apply(self, video, drawn: ColourDraw):
-        n = len(video)
+        """Each operation computed on the clips that drew it only: the others' identity is exact
+        (factor 1, no grey, the identity kernel), so skipping them changes no value."""
+        video = video.clone()
         brightness, contrast, saturation, hue = drawn.factors
-        steps = [lambda v: adjust_brightness(v, brightness), lambda v: adjust_contrast(v, contrast),
-                 lambda v: adjust_saturation(v, saturation),
-                 lambda v: torch.where(drawn.jittered.view(n, 1, 1, 1, 1), adjust_hue(v, hue), v)]
-        for step in drawn.order:
-            video = steps[step](video)
-        if drawn.grey_channel is None:
-            grey = luma(video).expand_as(video)
-        else:
-            index = drawn.grey_channel.view(n, -1, 1, 1, 1).expand(-1, -1, 1, *video.shape[-2:])
-            grey = video.gather(2, index).expand_as(video)
-        video = torch.where(drawn.grey.view(n, 1, 1, 1, 1), grey, video)
-        kernel = max(3, (min(video.shape[-2:]) // 10) | 1)  # a tenth of the clip's side, odd
-        return gaussian_blur(video, drawn.sigma, kernel)
+        jittered = drawn.jittered.nonzero().flatten()
+        steps = [(adjust_brightness, brightness), (adjust_contrast, contrast), (adjust_saturation, saturation),
+                 (adjust_hue, hue)]
+        if len(jittered):
+            clips = video[jittered]
+            for step in drawn.order:
+                adjust, factor = steps[step]
+                clips = adjust(clips, factor[jittered])
+            video[jittered] = clips
+        grey = drawn.grey.nonzero().flatten()
+        if len(grey):
+            clips = video[grey]
+            if drawn.grey_channel is None:
+                video[grey] = luma(clips).expand_as(clips)
+            else:
+                index = drawn.grey_channel[grey].view(len(grey), -1, 1, 1, 1).expand(-1, -1, 1, *clips.shape[-2:])
+                video[grey] = clips.gather(2, index).expand_as(clips)
+        blurred = drawn.blurred.nonzero().flatten()
+        if len(blurred):
+            kernel = max(3, (min(video.shape[-2:]) // 10) | 1)  # a tenth of the clip's side, odd
+            video[blurred] = gaussian_blur(video[blurred], drawn.sigma[blurred], kernel)
+        return video
 
     def __call__(self, video, coloured=None):
         return self.apply(video, self.draw(len(video), video.shape[1], video.device, coloured))

@@ -142,3 +142,37 @@ def test_flow_alone_is_coloured_unless_switched_off():
     coloured = to_device({"flow": flow}, "cpu", RandomColour(p_jitter=1.0))["flow"]
     assert (coloured - flow).abs().amax() > 1e-2
     assert torch.equal(to_device({"flow": flow}, "cpu", RandomColour(p_jitter=1.0, on_flow=False))["flow"], flow)
+
+
+def every_op_on_every_clip(colour, video, drawn):
+    """The colour transform as it was before it skipped clips: every operation on the whole batch
+    with each clip's identity where it did not draw the operation, then the drawn results selected."""
+    n = len(video)
+    brightness, contrast, saturation, hue = drawn.factors
+    steps = [lambda v: adjust_brightness(v, brightness), lambda v: adjust_contrast(v, contrast),
+             lambda v: adjust_saturation(v, saturation),
+             lambda v: torch.where(drawn.jittered.view(n, 1, 1, 1, 1), adjust_hue(v, hue), v)]
+    for step in drawn.order:
+        video = steps[step](video)
+    if drawn.grey_channel is None:
+        grey = luma(video).expand_as(video)
+    else:
+        index = drawn.grey_channel.view(n, -1, 1, 1, 1).expand(-1, -1, 1, *video.shape[-2:])
+        grey = video.gather(2, index).expand_as(video)
+    video = torch.where(drawn.grey.view(n, 1, 1, 1, 1), grey, video)
+    return gaussian_blur(video, drawn.sigma, max(3, (min(video.shape[-2:]) // 10) | 1))
+
+
+@pytest.mark.parametrize("grey", ["channel", "luma"])
+@pytest.mark.parametrize("seed", range(4))
+def test_colouring_only_the_clips_that_drew_an_operation_changes_no_value(grey, seed):
+    """Bit for bit, on RGB clips (uint8 / 255) and on the flow images of 2-channel flow."""
+    g = torch.Generator().manual_seed(seed)
+    rgb = torch.randint(0, 256, (16, 4, 3, 24, 24), generator=g, dtype=torch.uint8).float() / 255
+    flow = flow_image(torch.rand(16, 2, 4, 24, 24, generator=g) * 2 - 1)
+    colour = RandomColour(grey=grey)
+    for video in (rgb, flow):
+        torch.manual_seed(seed)
+        drawn = colour.draw(len(video), video.shape[1], "cpu", torch.rand(len(video)) < 0.7)
+        assert all(0 < mask.sum() < len(video) for mask in (drawn.jittered, drawn.grey, drawn.blurred))
+        assert torch.equal(colour.apply(video, drawn), every_op_on_every_clip(colour, video, drawn))
