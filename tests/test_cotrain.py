@@ -18,7 +18,7 @@ from coclr.config import complete_settings
 from coclr.training.cotrain import cotrain_step, load_miner
 from coclr.models import load_model, save_model
 from coclr.moco import MoCo
-from coclr.shards import flow_store, frame_store
+from coclr.shards import DecodedInMemory, flow_store, frame_store, in_memory
 from coclr.training.trainer import Preempted, Trainer, resumable_loader
 from conftest import coclr
 
@@ -138,16 +138,19 @@ def test_a_single_view_stage_names_the_shards_it_lacks(tiny_dataset, tmp_path, v
     assert not (tmp_path / "out.pt").exists()
 
 
-def reference_stage(tiny_dataset, run_dir, miner_path, stop_at=None):
+def reference_stage(tiny_dataset, run_dir, miner_path, stop_at=None, memory=False):
     """A CoCLR RGB stage with the reference augmentation (the schema's defaults: one-window pairs,
     base/null colour, colour on flow, channel grey, one-try crop, bicubic) for 2 epochs;
-    SIGTERM (preemption) after step ``stop_at``."""
+    SIGTERM (preemption) after step ``stop_at``; with ``memory``, the videos decoded in memory."""
     torch.manual_seed(0)
     random.seed(0)
     settings = complete_settings({**SETTINGS, "clip": {"frames": 4, "size": 32}})
     assert settings["clip"]["colour_views"] == "reference" and settings["clip"]["flow_colour"]
     stores = [frame_store(tiny_dataset["frames"]), flow_store(tiny_dataset["flow"])]
     videos = usable_videos(pd.read_csv(tiny_dataset["manifest"]), "train", stores)
+    if memory:
+        stores = [in_memory(store, videos["video_id"], 64, kind) for store, kind in zip(stores, ("frames", "flow"))]
+        assert all(isinstance(store, DecodedInMemory) for store in stores)
     data = resumable_loader(TwoClipDataset(videos, ClipReader(*stores), settings["clip"]), 8, seed=5, collate=collate)
     miner = load_miner(miner_path, "flow", torch.device("cpu"))
     model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
@@ -177,3 +180,13 @@ def test_the_reference_augmentation_resumes_bit_for_bit(tiny_dataset, tmp_path):
     resumed = reference_stage(tiny_dataset, tmp_path / "stopped", tmp_path / "flow.pt")
     for name, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_videos_decoded_in_memory_train_the_same_model_as_the_shards(tiny_dataset, tmp_path):
+    torch.manual_seed(1)
+    flow = MoCo({**ARCH, "in_channels": 2}, dim=16, queue_size=16)
+    save_model(tmp_path / "flow.pt", flow.state_dict(), "flow", {**ARCH, "in_channels": 2})
+    shards = reference_stage(tiny_dataset, tmp_path / "shards", tmp_path / "flow.pt")
+    memory = reference_stage(tiny_dataset, tmp_path / "memory", tmp_path / "flow.pt", memory=True)
+    for name, value in shards.state_dict().items():
+        assert torch.equal(value, memory.state_dict()[name]), name
