@@ -211,7 +211,17 @@ def adjust_saturation(video, factor):
 
 
 def adjust_hue(video, shift):
-    """Rotate the hue by ``shift`` turns in HSV, as torchvision does (elementwise, no table lookups)."""
+    """Rotate the hue of (B, T, 3, H, W) by ``shift`` (B, 1, 1, 1, 1) turns in HSV, as torchvision does.
+    float32 on the CPU in one compiled pass (:mod:`coclr.hue_numba`, the same values), else :func:`hue_tensors`."""
+    if video.device.type == "cpu" and video.dtype == torch.float32:
+        from coclr.hue_numba import rotate_hue  # Numba loads only where this path runs
+
+        return rotate_hue(video, shift)
+    return hue_tensors(video, shift)
+
+
+def hue_tensors(video, shift):
+    """The hue rotation as elementwise tensor operations (no table lookups)."""
     value = video.amax(dim=-3, keepdim=True)
     delta = value - video.amin(dim=-3, keepdim=True)
     saturation = delta / value.clamp_min(1e-12)  # grey pixels: delta 0, so saturation 0 and hue irrelevant

@@ -5,7 +5,7 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from coclr.augment import (RGB_MEAN, RGB_STD, RandomColour, adjust_brightness, adjust_contrast, adjust_hue,
-                           adjust_saturation, gaussian_blur, luma, rgb_input)
+                           adjust_saturation, gaussian_blur, hue_tensors, luma, rgb_input)
 from coclr.batch import to_device
 
 
@@ -28,6 +28,18 @@ def test_each_jitter_matches_torchvision_clip_by_clip(ours, theirs, factors):
     out = ours(video.clone(), per_clip(factors))
     for clip, factor, result in zip(video, factors, out):
         assert torch.allclose(result, theirs(clip, factor), atol=1e-5)
+
+
+def test_the_compiled_hue_rotation_is_the_tensor_operations_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    video = torch.randint(0, 256, (12, 4, 3, 16, 16), generator=g, dtype=torch.uint8).float() / 255
+    video[:2] = video[:2, :, :1]  # grey pixels: no hue
+    video[2:4, :, 1] = video[2:4, :, 0]  # red and green tie for the largest or smallest channel
+    video[4:6, :, 2] = video[4:6, :, 1]
+    video[6, :, :, :8] = 0.0  # black
+    video[7, :, :, :8] = 1.0  # white
+    shift = torch.linspace(-0.5, 0.5, 12).view(-1, 1, 1, 1, 1)
+    assert torch.equal(adjust_hue(video, shift), hue_tensors(video, shift))
 
 
 def test_luma_is_torchvisions_grayscale():
@@ -145,13 +157,14 @@ def test_flow_alone_is_coloured_unless_switched_off():
 
 
 def every_op_on_every_clip(colour, video, drawn):
-    """The colour transform as it was before it skipped clips: every operation on the whole batch
-    with each clip's identity where it did not draw the operation, then the drawn results selected."""
+    """The colour transform as it was before it skipped clips and compiled the hue rotation: every
+    operation on the whole batch with each clip's identity where it did not draw the operation,
+    then the drawn results selected."""
     n = len(video)
     brightness, contrast, saturation, hue = drawn.factors
     steps = [lambda v: adjust_brightness(v, brightness), lambda v: adjust_contrast(v, contrast),
              lambda v: adjust_saturation(v, saturation),
-             lambda v: torch.where(drawn.jittered.view(n, 1, 1, 1, 1), adjust_hue(v, hue), v)]
+             lambda v: torch.where(drawn.jittered.view(n, 1, 1, 1, 1), hue_tensors(v, hue), v)]
     for step in drawn.order:
         video = steps[step](video)
     if drawn.grey_channel is None:

@@ -102,7 +102,7 @@ def test_every_module_has_its_row_in_the_layout_table():
 def test_job_entry_points_start_without_the_slow_optional_imports():
     """Every pipeline job is a fresh interpreter: torchvision (~2.5 s, it loads torch._dynamo),
     scikit-learn and Numba load only on the paths that need them (device JPEG decode, the t-SNE
-    figure, the CPU flow)."""
+    figure, the CPU flow and the CPU hue rotation)."""
     entry_points = ["coclr.training.pretrain", "coclr.training.cotrain", "coclr.evaluation.features",
                     "coclr.evaluation.linear_probe", "coclr.evaluation.finetune", "coclr.report"]
     code = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
