@@ -132,7 +132,7 @@ def rgb_input(clips, colour=None):
         video = colour(video)
     mean = video.new_tensor(RGB_MEAN).view(3, 1, 1)
     std = video.new_tensor(RGB_STD).view(3, 1, 1)
-    return ((video - mean) / std).transpose(-4, -3)
+    return video.sub_(mean).div_(std).transpose(-4, -3)  # in place: ``video`` is this function's own
 
 
 def flow_input(field, channels=2):

@@ -262,7 +262,7 @@ class DecodedInMemory:
         return len(self.videos[video_id])
 
     def read_indices(self, video_id, indices):
-        return self.videos[video_id][torch.from_numpy(np.asarray(indices))]
+        return self.videos[video_id].index_select(0, torch.tensor(indices))  # a copy: the cache stays as read
 
 
 def decoded_mib(store: ShardStore, video_ids, channels: int, itemsize: int) -> float:
