@@ -8,6 +8,8 @@ so a run's stage costs can be read off its job logs. Every command dies with the
 process that started it (``prctl(PR_SET_PDEATHSIG)``, :func:`coclr.launch.die_with_parent`):
 a job whose shell is killed leaves no orphan behind (a trainer, which saves on
 SIGTERM, asks for SIGTERM instead of SIGKILL while it trains).
+:func:`main` is the one place a command ends the process on a :class:`coclr.errors.CoclrError`:
+its message on stderr, exit status 1 (or the error's own status), no traceback.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import signal
 import sys
 import time
 
+from coclr.errors import CoclrError
 from coclr.io import DiskFull, ShardError
 from coclr.launch import die_with_parent
 
@@ -70,6 +73,8 @@ def main(argv=None) -> None:
     module.add_arguments(parser)
     try:
         module.run(parser.parse_args(rest))
-    except (DiskFull, ShardError) as error:  # the message names the file and the fix; a traceback adds nothing
+    except (DiskFull, ShardError) as error:  # raised deep inside any command: the message says which one
         raise SystemExit(f"python -m coclr {name}: {error}") from error
+    except CoclrError as error:  # the message names the file or key and the fix; a traceback adds nothing
+        raise SystemExit(str(error) or error.status) from None
     print(COST_LINE.format(command=name, wall_s=time.perf_counter() - start, peak_mib=peak_mib()), file=sys.stderr)

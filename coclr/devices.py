@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from coclr.errors import CoclrError
+
 POLL_S = 1.0
 
 
@@ -37,7 +39,7 @@ def visible_devices() -> list:
         try:
             return [str(i) for i in range(int(fake))]
         except ValueError:
-            raise SystemExit(f"COCLR_GPU_COUNT={fake!r} is not a number of GPUs (unset it, or set e.g. 4)") from None
+            raise CoclrError(f"COCLR_GPU_COUNT={fake!r} is not a number of GPUs (unset it, or set e.g. 4)") from None
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
     if given is not None:
         return [d for d in given.split(",") if d.strip()]
@@ -85,7 +87,7 @@ def acquire(n: int, devices=None, folder=None, timeout_s=None, log=sys.stderr) -
     are free. Fails at once when the machine has fewer than ``n``."""
     devices = visible_devices() if devices is None else list(devices)
     if n > len(devices):
-        raise SystemExit(f"a job asks for {n} GPU(s) but this machine offers {len(devices)} "
+        raise CoclrError(f"a job asks for {n} GPU(s) but this machine offers {len(devices)} "
                          f"({'COCLR_GPU_COUNT' if os.environ.get('COCLR_GPU_COUNT') else 'nvidia-smi -L'}): "
                          "lower resources.gpus, or set flow.device: cpu")
     folder = Path(folder) if folder is not None else lock_dir()

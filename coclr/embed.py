@@ -40,6 +40,7 @@ from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.shards import decode_jpegs, encode_jpegs
 from coclr.distributed import set_threads
+from coclr.errors import CoclrError
 from coclr.evaluation.common import device
 from coclr.evaluation.features import video_features
 from coclr.flow.extract import BatchSize, chunk_flow, flow_gray
@@ -95,13 +96,13 @@ def load_streams(paths, view) -> dict:
     for path in paths:
         checkpoint = load_model(path)
         if checkpoint["view"] not in needed or checkpoint["view"] in streams:
-            raise SystemExit(f"embed: --view {view} needs one checkpoint of each of {needed}; {path} is a "
+            raise CoclrError(f"embed: --view {view} needs one checkpoint of each of {needed}; {path} is a "
                              f"{checkpoint['view']} model")
         streams[checkpoint["view"]] = (load_backbone(checkpoint), checkpoint,
                                        {**file_record(path), "view": checkpoint["view"], "meta": checkpoint["meta"]})
     absent = [v for v in needed if v not in streams]
     if absent:
-        raise SystemExit(f"embed: --view {view} needs a {' and a '.join(absent)} checkpoint too: add it to --checkpoint")
+        raise CoclrError(f"embed: --view {view} needs a {' and a '.join(absent)} checkpoint too: add it to --checkpoint")
     return streams
 
 
@@ -213,16 +214,16 @@ def write(out, paths, features, windows, record) -> None:
 
 def run(args) -> None:
     if Path(args.out).suffix not in SUFFIXES:
-        raise SystemExit(f"embed: --out {args.out} must end in {' or '.join(SUFFIXES)}")
+        raise CoclrError(f"embed: --out {args.out} must end in {' or '.join(SUFFIXES)}")
     settings = settings_from_args(args, sections=("frames", "flow", "resources"))
     set_threads(settings)
     start = time.time()
     try:
         paths = video_paths(args.videos)
     except IngestError as error:
-        raise SystemExit(f"embed: {error}") from None
+        raise IngestError(f"embed: {error}") from None
     if not paths:
-        raise SystemExit(f"embed: no videos in {args.videos} (video suffixes: {' '.join(VIDEO_SUFFIXES)})")
+        raise CoclrError(f"embed: no videos in {args.videos} (video suffixes: {' '.join(VIDEO_SUFFIXES)})")
     streams = load_streams(args.checkpoint, args.view)
     for view, (net, _, _) in streams.items():
         streams[view] = (place(net, device()).eval(), *streams[view][1:])
@@ -240,7 +241,7 @@ def run(args) -> None:
         if table is not None:
             windows.append(table)
     if not features:
-        raise SystemExit(f"embed: none of the {len(paths)} videos could be read (reasons above)")
+        raise CoclrError(f"embed: none of the {len(paths)} videos could be read (reasons above)")
     record = {"format": FORMAT, "view": args.view, "per_window": args.per_window,
               "checkpoints": [record for _, _, record in streams.values()],
               "settings": {key: settings[key] for key in ("clip", "frames", "flow")}, "flow_device": flow_device,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from coclr.errors import CoclrError
 from coclr.io import sha256
 from coclr.models import VIEWS, Encoder, build_backbone, save_model
 from coclr.moco import MoCo
@@ -54,12 +55,12 @@ def run(args) -> None:
     try:
         source = torch.load(args.src, map_location="cpu", weights_only=not args.trust_pickle)
     except pickle.UnpicklingError as error:
-        raise SystemExit(f"{args.src}: refused by torch.load(weights_only=True): {error}\n"
+        raise CoclrError(f"{args.src}: refused by torch.load(weights_only=True): {error}\n"
                          "The file pickles more than tensors and plain values; if you trust it, rerun with --trust-pickle.")
     try:
         checkpoint, report = convert(source, view=args.view, name=args.src.name)
     except ValueError as error:
-        raise SystemExit(f"{args.src}: {error}")
+        raise CoclrError(f"{args.src}: {error}")
     print(report)
     checkpoint["meta"].update(source=str(args.src), source_sha256=sha256(args.src))
     save_model(args.dst, checkpoint["state_dict"], checkpoint["view"], checkpoint["arch"], checkpoint["meta"])

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coclr.errors import CoclrError
 from coclr.io import atomic_path, write_text
 from coclr.video import VideoError, probe
 
@@ -46,7 +47,7 @@ CSV_COLUMNS = ("path", "label", "split", "group")
 K400_PATTERN = "{split}/{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 
 
-class IngestError(ValueError):
+class IngestError(CoclrError, ValueError):
     """A problem with the dataset's files or the arguments; the message says the fix."""
 
 
@@ -354,7 +355,7 @@ def has_labels(root) -> bool:
 def require_labels(labels, source, step) -> None:
     """Refuse a step that needs labels (``step``) on unlabelled videos, naming the missing column."""
     if (pd.Series(labels) == UNLABELLED).any():
-        raise SystemExit(f"{step} needs labelled videos, but {source} has unlabelled ones (label {UNLABELLED}): "
+        raise CoclrError(f"{step} needs labelled videos, but {source} has unlabelled ones (label {UNLABELLED}): "
                          "give the dataset class folders or a `label` column in its CSV; unlabelled videos "
                          "serve InfoNCE and CoCLR pretraining and `coclr embed`")
 
@@ -514,7 +515,7 @@ def run(args) -> None:
         manifest, missing, unreadable = build_manifest(listed_entries(args, rejected), args.videos_per_shard,
                                                        args.workers, rejected)
     except IngestError as error:
-        raise SystemExit(f"ingest: {error}") from None
+        raise IngestError(f"ingest: {error}") from None
     rejected = rejected or []
     write_reports(args.out, missing, unreadable, rejected)  # before any refusal: they say what to fix
     total = len(manifest) + len(missing) + len(unreadable)
@@ -522,9 +523,9 @@ def run(args) -> None:
     _report("listed videos missing on disk", missing, args.out, "missing", total)
     _report("listed videos unreadable", unreadable, args.out, "unreadable", total)
     if args.strict and (missing or unreadable):
-        raise SystemExit("ingest: --strict: every listed video must be present and readable (reports above)")
+        raise CoclrError("ingest: --strict: every listed video must be present and readable (reports above)")
     if manifest.empty:
-        raise SystemExit(f"ingest: none of the {total} listed videos is readable under {args.root}: check --root")
+        raise CoclrError(f"ingest: none of the {total} listed videos is readable under {args.root}: check --root")
     write_manifest(args.out, manifest)
     counts = manifest["split"].value_counts()
     labelled = manifest["label"] != UNLABELLED

@@ -17,13 +17,15 @@ import threading
 import time
 from pathlib import Path
 
+from coclr.errors import CoclrError
 
-class ShardError(Exception):
+
+class ShardError(CoclrError):
     """A frame/flow shard that cannot be read: corrupt, truncated or not a shard (:mod:`coclr.shards`).
     One string argument, so a DataLoader worker re-raises it in the main process with the message intact."""
 
 
-class DiskFull(OSError):
+class DiskFull(OSError, CoclrError):
     """No space left while writing an output: names the file and the space it needs."""
 
 
@@ -155,7 +157,7 @@ class OwnerLock:
             print(f"{self.path}: its owner, pid {pid} on {host}, has not refreshed it for {age:.0f} s: "
                   "taking the lock over", file=sys.stderr)
         else:
-            raise SystemExit(f"{self.path} is held by pid {pid} on {host}, {self.what} already running: "
+            raise CoclrError(f"{self.path} is held by pid {pid} on {host}, {self.what} already running: "
                              f"stop that one first (if it is dead on another host, delete {self.path})")
         self.path.unlink(missing_ok=True)
 

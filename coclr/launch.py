@@ -28,6 +28,8 @@ import subprocess
 import sys
 import threading
 
+from coclr.errors import CoclrError
+
 PR_SET_PDEATHSIG = 1
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
@@ -130,7 +132,10 @@ def tee(stream, targets) -> None:
             target.flush()
 
 
-if __name__ == "__main__":
-    code = main()
+if __name__ == "__main__":  # the one place this executable ends on an error (coclr.errors)
+    try:
+        code = main()
+    except CoclrError as error:  # too few GPUs, a bad COCLR_GPU_COUNT: the message says the fix
+        sys.exit(str(error) or error.status)
     # A child killed by a signal: exit as the shell reports it (128 + signal).
     sys.exit(128 - code if code < 0 else code)

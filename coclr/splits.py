@@ -12,6 +12,7 @@ import sys
 
 import pandas as pd
 
+from coclr.errors import CoclrError
 from coclr.ingest import COLUMNS, LISTED, IngestError, add_listing_arguments, entries_for, write_manifest
 
 STORED = ["video_id", *COLUMNS[len(LISTED):]]  # what the manifest knows that the split files do not
@@ -31,16 +32,16 @@ def split_table(entries: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
 
 def run(args) -> None:
     if len(args.split) != 1:
-        raise SystemExit(f"split-table: one table per call, got --split {' '.join(map(str, args.split))}")
+        raise CoclrError(f"split-table: one table per call, got --split {' '.join(map(str, args.split))}")
     split = args.split[0]
     try:
         entries = entries_for(args, split)
     except IngestError as error:
-        raise SystemExit(f"split-table: {error}") from None
+        raise IngestError(f"split-table: {error}") from None
     table = split_table(entries, pd.read_csv(args.manifest))
     for role in ("train", "test"):
         if not (table["split"] == role).any():
-            raise SystemExit(f"split-table: split {split} has no {role} video in {args.manifest}: was it ingested "
+            raise CoclrError(f"split-table: split {split} has no {role} video in {args.manifest}: was it ingested "
                              f"with --split {split}? (datasets.<name>.splits in config.yaml)")
     left_out = len(entries) - len(table)
     if left_out:

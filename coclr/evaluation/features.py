@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads
+from coclr.errors import CoclrError
 from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos,
                                      method_name, per_video_mean)
 from coclr.io import atomic_path, file_record
@@ -54,7 +55,7 @@ def backbone(args, settings):
         return build_backbone(arch), arch, None
     checkpoint = load_model(args.checkpoint)
     if checkpoint["view"] != args.view:
-        raise SystemExit(f"{args.checkpoint} is a {checkpoint['view']} model, not {args.view}: check --view")
+        raise CoclrError(f"{args.checkpoint} is a {checkpoint['view']} model, not {args.view}: check --view")
     return load_backbone(checkpoint), checkpoint["arch"], {**file_record(args.checkpoint), "meta": checkpoint["meta"]}
 
 
@@ -121,5 +122,5 @@ def run(args) -> None:
 def load_features(path) -> dict:
     data = torch.load(path, map_location="cpu", weights_only=True)
     if data.get("format") != FORMAT:
-        raise SystemExit(f"{path} is not a features file ({FORMAT}): build it with `python -m coclr features`")
+        raise CoclrError(f"{path} is not a features file ({FORMAT}): build it with `python -m coclr features`")
     return data

@@ -31,6 +31,7 @@ from coclr.batch import to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads
+from coclr.errors import CoclrError
 from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
@@ -128,7 +129,7 @@ def run(args) -> None:
         write_json(args.out, fuse_probabilities(*args.fuse, task="finetune"))
         return
     if not (args.manifest and (args.frames or args.flow) and args.run_dir):
-        raise SystemExit("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
+        raise CoclrError("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
     settings = settings_from_args(args)
     resources = settings["resources"]
     set_threads(settings)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from coclr import distributed
+from coclr.errors import CoclrError
 from coclr.evaluation.common import holdout_split
 from coclr.evaluation.features import extract
 from coclr.ingest import UNLABELLED
@@ -91,7 +92,7 @@ def build(backbone, videos, reader, settings, view, flow_channels, seed):
         return None
     try:
         fit, held = holdout_split(videos["label"], videos["group"], settings["linear_probe"]["holdout"], seed)
-    except SystemExit as error:  # the split's own message names what is missing
+    except CoclrError as error:  # the split's own message names what is missing
         print(f"kNN monitor off: {error}", file=sys.stderr)
         return None
     rng = np.random.default_rng(seed)  # its own generator: training's RNGs are not drawn from

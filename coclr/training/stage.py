@@ -17,6 +17,7 @@ from coclr import distributed
 from coclr.batch import collate
 from coclr.clips import ClipReader, TwoClipDataset, usable_videos
 from coclr.config import add_settings_arguments, settings_from_args
+from coclr.errors import CoclrError
 from coclr.shards import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
@@ -45,16 +46,16 @@ def prepare(args, views) -> SimpleNamespace:
     torch.manual_seed(args.seed + rank)
     # Each view reads its own shards only, so a single-view stage runs without the other's.
     if "rgb" in views and not args.frames:
-        sys.exit("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
+        raise CoclrError("the rgb view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     if "flow" in views and not args.flow:
-        sys.exit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
+        raise CoclrError("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
     on_device = resources["jpeg_decode"] == "device"  # the loader hands on JPEG bytes (coclr.batch)
     stores = {"rgb": frame_store(args.frames, encoded=on_device) if "rgb" in views else None,
               "flow": flow_store(args.flow) if "flow" in views else None}
     manifest = pd.read_csv(args.manifest)
     videos = usable_videos(manifest, "train", [s for s in stores.values() if s is not None])
     if videos.empty:
-        sys.exit(f"no usable training videos in {args.manifest}: check the frame and flow shards")
+        raise CoclrError(f"no usable training videos in {args.manifest}: check the frame and flow shards")
     reader = ClipReader(frames=stores["rgb"], flow=stores["flow"])
     return SimpleNamespace(settings=settings, rank=rank, world=world, device=device, videos=videos,
                            reader=reader, start=time.time())
@@ -67,8 +68,8 @@ def loader(ctx, seed):
     dataset = TwoClipDataset(ctx.videos, ctx.reader, settings["clip"], settings["model"]["flow_channels"])
     batch = settings["optim"]["batch_size"]
     if len(dataset) < batch * ctx.world:
-        sys.exit(f"{len(dataset)} training videos are fewer than one batch ({batch} x {ctx.world} processes): "
-                 "lower presets.<preset>.optim.batch_size")
+        raise CoclrError(f"{len(dataset)} training videos are fewer than one batch ({batch} x {ctx.world} "
+                         "processes): lower presets.<preset>.optim.batch_size")
     data = resumable_loader(dataset, batch, seed, workers=settings["resources"]["workers"],
                             rank=ctx.rank, world=ctx.world, pin_memory=ctx.device.type == "cuda", collate=collate)
     print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "

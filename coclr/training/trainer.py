@@ -43,6 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from coclr import distributed
+from coclr.errors import CoclrError
 from coclr.io import OwnerLock, atomic_path, sha256
 from coclr.launch import die_with_parent
 
@@ -55,9 +56,11 @@ class StepResult(NamedTuple):
     update: bool = True  # False: compute but do not step the optimiser (queue still filling)
 
 
-class Preempted(SystemExit):
-    def __init__(self):
-        super().__init__(PREEMPTED_EXIT)
+class Preempted(CoclrError):
+    """Stopped to be resumed (a stop signal, or the SLURM job's end near): the state is saved and the
+    trainer has said so; the process exits with status 143, so the job is retried or requeued."""
+
+    status = PREEMPTED_EXIT
 
 
 def job_end_time():
