@@ -22,6 +22,7 @@ similarities that two-stream retrieval ranks by.
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from coclr import logs
 from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.shards import decode_jpegs, encode_jpegs
@@ -51,6 +53,8 @@ from coclr.io import atomic_path, file_record
 from coclr.models import load_backbone, load_model, place
 from coclr.naming import RESULT_VIEWS
 from coclr.video import VideoError, decode, probe
+
+log = logging.getLogger(__name__)
 
 FORMAT = "coclr-embeddings/1"
 SUFFIXES = (".parquet", ".npz")
@@ -154,7 +158,7 @@ def estimate_flow(path, frames, flow_settings, flow_device) -> np.ndarray:
 def flow_device_for(flow_settings) -> str:
     """``flow.device``, or the CPU (with a note) when it asks for CUDA on a machine without a GPU."""
     if flow_settings["device"] == "cuda" and not torch.cuda.is_available():
-        print("embed: flow.device is cuda but no GPU is visible: estimating flow on the CPU", file=sys.stderr)
+        log.warning("embed: flow.device is cuda but no GPU is visible: estimating flow on the CPU")
         return "cpu"
     return flow_settings["device"]
 
@@ -229,17 +233,18 @@ def run(args) -> None:
         streams[view] = (place(net, device()).eval(), *streams[view][1:])
     flow_device = flow_device_for(settings["flow"]) if "flow" in streams else None
     done, features, windows, failures = [], [], [], []
-    for path in tqdm(paths, desc="embed", unit="video", file=sys.stderr):
-        try:
-            vectors, table = embed_video(path, streams, settings, flow_device, args.per_window, args.batch_size)
-        except VideoError as error:
-            failures.append({"path": path, "error": error.reason})
-            tqdm.write(f"embed: skipped {error}", file=sys.stderr)
-            continue
-        done += [path] * len(vectors)
-        features.append(vectors)
-        if table is not None:
-            windows.append(table)
+    with logs.above_bars():
+        for path in tqdm(paths, desc="embed", unit="video", file=sys.stderr):
+            try:
+                vectors, table = embed_video(path, streams, settings, flow_device, args.per_window, args.batch_size)
+            except VideoError as error:
+                failures.append({"path": path, "error": error.reason})
+                log.warning(f"embed: skipped {error}")
+                continue
+            done += [path] * len(vectors)
+            features.append(vectors)
+            if table is not None:
+                windows.append(table)
     if not features:
         raise CoclrError(f"embed: none of the {len(paths)} videos could be read (reasons above)")
     record = {"format": FORMAT, "view": args.view, "per_window": args.per_window,
@@ -248,8 +253,8 @@ def run(args) -> None:
               "videos": len(paths) - len(failures), "failures": failures, "wall_s": time.time() - start}
     features = torch.cat(features)
     write(args.out, done, features, pd.concat(windows, ignore_index=True) if windows else None, record)
-    print(f"embed {args.view}: {record['videos']} of {len(paths)} videos ({len(failures)} skipped), "
-          f"{len(features)} {features.shape[1]}-d vectors, {record['wall_s']:.0f} s -> {args.out}", file=sys.stderr)
+    log.info(f"embed {args.view}: {record['videos']} of {len(paths)} videos ({len(failures)} skipped), "
+             f"{len(features)} {features.shape[1]}-d vectors, {record['wall_s']:.0f} s -> {args.out}")
 
 
 def load_embeddings(path) -> tuple:

@@ -22,9 +22,9 @@ such videos pretrain (InfoNCE, CoCLR); the steps that need labels refuse them
 
 import csv
 import hashlib
+import logging
 import os
 import re
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +33,8 @@ import pandas as pd
 from coclr.errors import CoclrError
 from coclr.io import atomic_path, write_text
 from coclr.video import VideoError, probe
+
+log = logging.getLogger(__name__)
 
 LISTED = ["video_id", "path", "label", "class_name", "split", "group"]  # from the split files
 COLUMNS = LISTED + ["num_frames", "fps", "width", "height", "shard"]
@@ -486,11 +488,11 @@ def folder_source_entries(args, rejected=None) -> pd.DataFrame:
 def _report(kind, items, out, suffix, total=None, show=5) -> None:
     """The count of one kind of bad input on stderr, with the first few messages."""
     if items:
-        print(f"ingest: {len(items)}{f' of {total}' if total else ''} {kind}, see {out}.{suffix}.txt", file=sys.stderr)
+        log.warning(f"ingest: {len(items)}{f' of {total}' if total else ''} {kind}, see {out}.{suffix}.txt")
         for item in items[:show]:
-            print("  " + (item if isinstance(item, str) else ": ".join(map(str, item))), file=sys.stderr)
+            log.warning("  " + (item if isinstance(item, str) else ": ".join(map(str, item))))
         if len(items) > show:
-            print(f"  ... and {len(items) - show} more", file=sys.stderr)
+            log.warning(f"  ... and {len(items) - show} more")
 
 
 def listed_entries(args, rejected=None) -> pd.DataFrame:
@@ -531,14 +533,14 @@ def run(args) -> None:
     labelled = manifest["label"] != UNLABELLED
     classes = f"{manifest.loc[labelled, 'label'].nunique()} classes" if labelled.all() else "unlabelled"
     unused = f", {counts['unused']} only in later splits" if counts.get("unused", 0) else ""
-    print(f"ingest: {len(manifest)} videos ({counts.get('train', 0)} train, {counts.get('test', 0)} test{unused}), "
-          f"{classes}, {manifest['shard'].max() + 1} shards -> {args.out}", file=sys.stderr)
+    log.info(f"ingest: {len(manifest)} videos ({counts.get('train', 0)} train, {counts.get('test', 0)} test{unused}), "
+             f"{classes}, {manifest['shard'].max() + 1} shards -> {args.out}")
     for split in ("train", "test") if labelled.all() else ("train",):  # unlabelled videos are never tested
         if not counts.get(split, 0):
-            print(f"ingest: no {split} videos: pretraining needs train videos and evaluation test videos; give a "
-                  "`split` column (folder format: a CSV) or change ingest.test_fraction", file=sys.stderr)
+            log.warning(f"ingest: no {split} videos: pretraining needs train videos and evaluation test videos; give a "
+                        "`split` column (folder format: a CSV) or change ingest.test_fraction")
     if args.clip_frames:
         short = short_videos(manifest, args.clip_frames, args.fps)
-        print(f"ingest: {short} of {len(manifest)} videos are shorter than one clip ({args.clip_frames} frames"
-              f"{f' at {args.fps:g} fps' if args.fps else ''}); clips of them are sampled as coclr/clips.py does "
-              "for short videos", file=sys.stderr)
+        log.info(f"ingest: {short} of {len(manifest)} videos are shorter than one clip ({args.clip_frames} frames"
+                 f"{f' at {args.fps:g} fps' if args.fps else ''}); clips of them are sampled as coclr/clips.py does "
+                 "for short videos")

@@ -9,15 +9,17 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 
 from coclr.errors import CoclrError
+
+log = logging.getLogger(__name__)
 
 
 class ShardError(CoclrError):
@@ -152,10 +154,10 @@ class OwnerLock:
         if same_host and pid == self.pid:
             pass
         elif same_host and not pid_alive(pid):
-            print(f"{self.path}: its owner, pid {pid} on {host}, is dead: taking the lock over", file=sys.stderr)
+            log.warning(f"{self.path}: its owner, pid {pid} on {host}, is dead: taking the lock over")
         elif not same_host and age > self.STALE_S:
-            print(f"{self.path}: its owner, pid {pid} on {host}, has not refreshed it for {age:.0f} s: "
-                  "taking the lock over", file=sys.stderr)
+            log.warning(f"{self.path}: its owner, pid {pid} on {host}, has not refreshed it for {age:.0f} s: "
+                        "taking the lock over")
         else:
             raise CoclrError(f"{self.path} is held by pid {pid} on {host}, {self.what} already running: "
                              f"stop that one first (if it is dead on another host, delete {self.path})")

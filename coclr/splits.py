@@ -8,12 +8,14 @@ Listed videos that the manifest lacks (missing or unreadable, reported by ingest
 are left out and counted.
 """
 
-import sys
+import logging
 
 import pandas as pd
 
 from coclr.errors import CoclrError
 from coclr.ingest import COLUMNS, LISTED, IngestError, add_listing_arguments, entries_for, write_manifest
+
+log = logging.getLogger(__name__)
 
 STORED = ["video_id", *COLUMNS[len(LISTED):]]  # what the manifest knows that the split files do not
 
@@ -45,9 +47,8 @@ def run(args) -> None:
                              f"with --split {split}? (datasets.<name>.splits in config.yaml)")
     left_out = len(entries) - len(table)
     if left_out:
-        print(f"split-table: {left_out} of {len(entries)} videos of split {split} are not in {args.manifest} "
-              "(missing or unreadable: see the ingest reports)", file=sys.stderr)
+        log.warning(f"split-table: {left_out} of {len(entries)} videos of split {split} are not in {args.manifest} "
+                    "(missing or unreadable: see the ingest reports)")
     write_manifest(args.out, table)
     counts = table["split"].value_counts()
-    print(f"split-table: split {split}, {counts['train']} train and {counts['test']} test videos -> {args.out}",
-          file=sys.stderr)
+    log.info(f"split-table: split {split}, {counts['train']} train and {counts['test']} test videos -> {args.out}")

@@ -18,6 +18,7 @@ The output loads with ``torch.load(path, weights_only=True)``: a dict with
 ``settings``.
 """
 
+import logging
 import time
 
 import torch
@@ -30,6 +31,8 @@ from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, d
                                      method_name, per_video_mean)
 from coclr.io import atomic_path, file_record
 from coclr.models import VIEWS, build_backbone, load_backbone, load_model, place, view_arch
+
+log = logging.getLogger(__name__)
 
 FORMAT = "coclr-features/1"
 
@@ -114,9 +117,9 @@ def run(args) -> None:
     result["wall_s"] = time.time() - start
     with atomic_path(args.out) as tmp:
         torch.save(result, tmp)
-    print(f"{result['method']} {args.view}: {len(result['train']['video_ids'])} train and "
-          f"{len(result['test']['video_ids'])} test videos, {result['train']['features'].shape[1]}-d, "
-          f"{result['wall_s']:.0f} s -> {args.out}")
+    log.info(f"{result['method']} {args.view}: {len(result['train']['video_ids'])} train and "
+             f"{len(result['test']['video_ids'])} test videos, {result['train']['features'].shape[1]}-d, "
+             f"{result['wall_s']:.0f} s -> {args.out}")
 
 
 def load_features(path) -> dict:

@@ -18,6 +18,7 @@ class probabilities averaged per video; the held-out epochs are scored on the ce
 """
 
 import csv
+import logging
 import random
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
 from coclr.training.trainer import StepResult, Trainer, resumable_loader
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -161,5 +164,5 @@ def run(args) -> None:
     if args.probs:
         save_probabilities(args.probs, probs, torch.tensor(test["label"].to_numpy()), list(test["video_id"]), record)
     write_json(args.out, record)
-    print(f"fine-tune {record['method']} {view}: top-1 {record['metrics']['top1']:.1f} "
-          f"(epoch {best} of {len(curve)}) -> {args.out}")
+    log.info(f"fine-tune {record['method']} {view}: top-1 {record['metrics']['top1']:.1f} "
+             f"(epoch {best} of {len(curve)}) -> {args.out}")

@@ -16,6 +16,7 @@ and uses every labelled video) and scored once on test, video-level top-1/5.
 ``--fuse`` averages the test probabilities of an RGB and a flow probe (two-stream).
 """
 
+import logging
 import time
 
 import torch
@@ -30,6 +31,8 @@ from coclr.evaluation.features import load_features
 from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import file_record, write_json
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -126,5 +129,5 @@ def run(args) -> None:
     if args.probs:
         save_probabilities(args.probs, probs, test["labels"], test["video_ids"], record)
     write_json(args.out, record)
-    print(f"linear probe {record['method']} {record['view']}: top-1 {record['metrics']['top1']:.1f} "
-          f"(lr {selection['lr']}, wd {selection['weight_decay']}, {selection['epochs']} epochs) -> {args.out}")
+    log.info(f"linear probe {record['method']} {record['view']}: top-1 {record['metrics']['top1']:.1f} "
+             f"(lr {selection['lr']}, wd {selection['weight_decay']}, {selection['epochs']} epochs) -> {args.out}")

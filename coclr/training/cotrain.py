@@ -7,8 +7,8 @@ are its top-k neighbours become positives for A (MIL-NCE loss). The optimiser
 waits until the queue holds only real keys, as in the reference.
 """
 
+import logging
 import math
-import sys
 
 import torch
 
@@ -21,6 +21,8 @@ from coclr.models import encoder_state, load_encoder, load_model, place
 from coclr.naming import other
 from coclr.training import stage
 from coclr.training.trainer import StepResult
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -85,7 +87,7 @@ def run(args) -> None:
                             generators={"mining": generator})
     labelled = bool((ctx.videos["label"] != UNLABELLED).all())
     if not labelled:
-        print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
+        log.info("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN")
     colour = RandomColour.from_settings(ctx.settings["clip"])
     step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, colour, labelled)
     history = trainer.fit(data, step, on_epoch_end=stage.monitor(ctx, model, args))

@@ -4,8 +4,8 @@ Arguments, data, the MoCo model and the final export are the same for every
 stage; only the loss step differs, and that lives in the stage's own module.
 """
 
+import logging
 import random
-import sys
 import time
 from types import SimpleNamespace
 
@@ -23,6 +23,8 @@ from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
 from coclr.training import knn_monitor
 from coclr.training.trainer import Trainer, resumable_loader
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -72,8 +74,8 @@ def loader(ctx, seed):
                          "processes): lower presets.<preset>.optim.batch_size")
     data = resumable_loader(dataset, batch, seed, workers=settings["resources"]["workers"],
                             rank=ctx.rank, world=ctx.world, pin_memory=ctx.device.type == "cuda", collate=collate)
-    print(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
-          f"lr {settings['optim']['lr']}", file=sys.stderr)
+    log.info(f"{len(dataset)} videos, batch {batch} per process x {ctx.world} = {batch * ctx.world} global, "
+             f"lr {settings['optim']['lr']}")
     return data
 
 

@@ -27,6 +27,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import random
 import datetime
 import os
@@ -46,6 +47,8 @@ from coclr import distributed
 from coclr.errors import CoclrError
 from coclr.io import OwnerLock, atomic_path, sha256
 from coclr.launch import die_with_parent
+
+log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: the job failed and should be retried
 
@@ -232,8 +235,8 @@ class Trainer:
         end = job_end_time()
         self.deadline = None if end is None else end - self.stop_margin_s
         if end is not None:
-            print(f"SLURM job ends at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(end))}: the state is "
-                  f"saved and the job stops {self.stop_margin_s:.0f} s before", file=sys.stderr)
+            log.info(f"SLURM job ends at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(end))}: the state is "
+                     f"saved and the job stops {self.stop_margin_s:.0f} s before")
         self.lock = None
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +274,7 @@ class Trainer:
                 raise KeyError(f"no {', '.join(sorted(missing))}")
             return state
         except Exception as error:  # a torn or foreign file: any failure means "not this one"
-            print(f"{path} does not load ({type(error).__name__}: {error})", file=sys.stderr)
+            log.warning(f"{path} does not load ({type(error).__name__}: {error})")
             return None
 
     def resume(self) -> None:
@@ -287,14 +290,13 @@ class Trainer:
         if state is None:
             if candidates:
                 self._set_aside(candidates, "broken")
-                print(f"no state of {' or '.join(map(str, candidates))} loads: starting afresh", file=sys.stderr)
+                log.warning(f"no state of {' or '.join(map(str, candidates))} loads: starting afresh")
             return
         if used != self.state_path:
-            print(f"falling back to the previous state {used}", file=sys.stderr)
+            log.warning(f"falling back to the previous state {used}")
         if state["settings"] != self.settings_id:  # other settings or other starting checkpoints
             kept = self._set_aside(candidates, "stale")
-            print(f"settings changed since {used} was written: starting afresh (kept as {', '.join(kept)})",
-                  file=sys.stderr)
+            log.warning(f"settings changed since {used} was written: starting afresh (kept as {', '.join(kept)})")
             return
         self.unwrapped().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -302,7 +304,7 @@ class Trainer:
         # States of per-epoch checkpointing (older coclr) have no position: the epoch starts over.
         self.epoch, self.position = state["epoch"], state.get("position", self.position)
         set_rng_state(state["rng"], self.generators)
-        print(f"resumed from {used} at epoch {self.epoch}, step {self.position['step']}", file=sys.stderr)
+        log.info(f"resumed from {used} at epoch {self.epoch}, step {self.position['step']}")
 
     def _set_aside(self, paths, why) -> list:
         kept = [str(p.with_name(f"{p.stem}.{why}-{int(time.time())}.pt")) for p in paths]
@@ -334,8 +336,8 @@ class Trainer:
             self.save_state()
             why = "received a stop signal" if stop else \
                 f"the job's end time is {self.stop_margin_s:.0f} s away (no stop signal came)"
-            print(f"{why}: saved {self.state_path} at epoch {self.epoch + 1}, "
-                  f"step {self.position['step']}, exiting", file=sys.stderr)
+            log.warning(f"{why}: saved {self.state_path} at epoch {self.epoch + 1}, "
+                        f"step {self.position['step']}, exiting")
             raise Preempted()
 
     # -- loop ----------------------------------------------------------------------------
@@ -400,8 +402,8 @@ class Trainer:
                 history.append(metrics)
                 if logger is not None:
                     logger.log(metrics)
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in metrics.items()), file=sys.stderr)
+                    log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in metrics.items()))
         if logger is not None:
             logger.close()
         return history
