@@ -28,7 +28,7 @@ from coclr.launch import die_with_parent
 COMMANDS = {
     "check": ("coclr.check", "preflight: what a configuration will cost, and what cannot work"),
     "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
-    "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
+    "ingest": ("coclr.ingest.command", "build the manifest of a dataset from its official split files"),
     "split-table": ("coclr.splits", "one official split's train/test table over the ingested videos"),
     "frames": ("coclr.frames", "decode videos into JPEG frames stored in HDF5 shards"),
     "flow": ("coclr.flow.extract", "estimate TV-L1 optical flow for one frame shard"),

@@ -48,7 +48,8 @@ from coclr.evaluation.features import video_features
 from coclr.flow.extract import BatchSize, chunk_flow, flow_gray
 from coclr.flow.quantise import decode_flow
 from coclr.flow.tvl1 import TVL1Params
-from coclr.ingest import VIDEO_SUFFIXES, IngestError, csv_paths
+from coclr.ingest import IngestError
+from coclr.ingest.folder import VIDEO_SUFFIXES, csv_paths
 from coclr.io import atomic_path, file_record
 from coclr.models import load_backbone, load_model, place
 from coclr.naming import RESULT_VIEWS

@@ -13,7 +13,9 @@ import logging
 import pandas as pd
 
 from coclr.errors import CoclrError
-from coclr.ingest import COLUMNS, LISTED, IngestError, add_listing_arguments, entries_for, write_manifest
+from coclr.ingest import COLUMNS, LISTED, IngestError
+from coclr.ingest.command import add_listing_arguments, entries_for
+from coclr.ingest.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import pytest
 from coclr.cli import main
 from coclr.errors import CoclrError
 from coclr.shards import list_videos
-from coclr.ingest import UNLABELLED, held_out
+from coclr.ingest import UNLABELLED
+from coclr.ingest.folder import held_out
 from coclr.video import decode, ffmpeg_exe, probe
 from realdata import cut
 
@@ -338,7 +339,7 @@ def test_unlabelled_videos_are_refused_by_label_steps(tmp_path):
 
 
 def test_hold_out_by_group_hash(tmp_path):
-    from coclr.ingest import csv_entries
+    from coclr.ingest.folder import csv_entries
 
     listing = tmp_path / "videos.csv"
     listing.write_text("path,label,group\n" + "".join(f"v{i}.mp4,c{i % 2},g{i % 7}\n" for i in range(40)))

@@ -9,7 +9,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 from coclr import config as coclr_config
-from coclr import ingest as coclr_ingest
+from coclr.ingest import folder as ingest_folder
 from coclr import naming
 
 coclr_config.validate(config)
@@ -149,7 +149,7 @@ def all_results(scope):
 def dataset_labelled(dataset):
     """False for a folder dataset without class folders or a `label` column: it pretrains, nothing is evaluated."""
     entry = dataset_entry(dataset)
-    return entry["format"] != "folder" or coclr_ingest.has_labels(entry["root"])
+    return entry["format"] != "folder" or ingest_folder.has_labels(entry["root"])
 
 
 # -- Evaluation pairs: models pretrained on one dataset, evaluated on another ------------------
