@@ -19,7 +19,8 @@ from coclr.training.cotrain import cotrain_step, load_miner
 from coclr.models import load_model, save_model
 from coclr.moco import MoCo
 from coclr.shards import flow_store, frame_store
-from coclr.training.trainer import Preempted, Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import Preempted, Trainer
 from conftest import coclr
 
 ARCH = {"width": 0.125, "depth": 3}

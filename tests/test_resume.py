@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from coclr.errors import CoclrError
 from coclr.io import DiskFull, OwnerLock
-from coclr.training.trainer import Preempted, StepResult, Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import Preempted, StepResult, Trainer
 
 
 class Noisy(Dataset):

@@ -40,7 +40,8 @@ from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
-from coclr.training.trainer import StepResult, Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import StepResult, Trainer
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from coclr.shards import flow_store, frame_store
 from coclr.models import place, save_model, view_arch
 from coclr.moco import MoCo
 from coclr.training import knn_monitor
-from coclr.training.trainer import Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
