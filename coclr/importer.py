@@ -4,8 +4,9 @@ Handles InfoNCE, UberNCE and CoCLR checkpoints of either view (MoCo state dicts)
 and downstream classifier checkpoints (``backbone.*``, whose backbone becomes an
 encoder state dict without head). What the released files add is resolved here:
 an optional ``module.`` prefix, the ``blockN.M`` aliases (second names of the
-same tensors), ``queue_vname`` (called ``queue_group`` here), the frozen
-``sampler.*`` copy of the other view and the classifier's ``final_bn``/``final_fc``.
+same tensors), ``queue_vname`` and ``queue_second`` (called ``queue_group`` and
+``queue_other_view`` here), the frozen ``sampler.*`` copy of the other view and the
+classifier's ``final_bn``/``final_fc``.
 Every source key ends up in exactly one line of the printed report.
 
 A conversion that could silently give another network is refused: a gated
@@ -39,7 +40,7 @@ SKIPPED = {
     "final_bn.": "downstream classifier head",
     "final_fc.": "downstream classifier head",
 }
-RENAMED = {"queue_vname": "queue_group", "backbone.": "0."}
+RENAMED = {"queue_vname": "queue_group", "queue_second": "queue_other_view", "backbone.": "0."}
 META_KEYS = ("epoch", "iteration", "best_acc")
 
 

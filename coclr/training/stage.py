@@ -7,7 +7,7 @@ stage; only the loss step differs, and that lives in the stage's own module.
 import logging
 import random
 import time
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -39,7 +39,20 @@ def add_arguments(parser) -> None:
     add_settings_arguments(parser)
 
 
-def prepare(args, views) -> SimpleNamespace:
+@dataclass
+class StageContext:
+    """What :func:`prepare` sets up for a training stage, and the other steps of the stage read."""
+
+    settings: dict  # the resolved settings (config.settings_from_args)
+    rank: int  # this process's rank; 0 in a single process
+    world: int  # processes of the job (torchrun), 1 alone
+    device: torch.device
+    videos: pd.DataFrame  # the training videos whose clips every view of the stage can read
+    reader: ClipReader  # their clips, from the shards of the stage's views
+    start: float  # time.time() when the stage started: the exported model's wall_s
+
+
+def prepare(args, views) -> StageContext:
     """Settings, process group, threads, seeds and the training videos of ``views``."""
     settings = settings_from_args(args)
     resources = settings["resources"]
@@ -60,11 +73,11 @@ def prepare(args, views) -> SimpleNamespace:
     if videos.empty:
         raise CoclrError(f"no usable training videos in {args.manifest}: check the frame and flow shards")
     reader = ClipReader(frames=stores["rgb"], flow=stores["flow"])
-    return SimpleNamespace(settings=settings, rank=rank, world=world, device=device, videos=videos,
-                           reader=reader, start=time.time())
+    return StageContext(settings=settings, rank=rank, world=world, device=device, videos=videos,
+                        reader=reader, start=time.time())
 
 
-def loader(ctx, seed):
+def loader(ctx: StageContext, seed):
     """DataLoader of query/key clip pairs; under DDP each process sees its share of the videos.
     Resumable within an epoch: order and augmentation follow from ``seed``, epoch and index."""
     settings = ctx.settings
@@ -80,14 +93,15 @@ def loader(ctx, seed):
     return data
 
 
-def build_moco(view, settings, device, second_dim=None) -> MoCo:
+def build_moco(view, settings, device, other_view_dim=None) -> MoCo:
     moco_settings = settings["moco"]
     model = MoCo(view_arch(view, settings["model"]), dim=moco_settings["dim"], queue_size=moco_settings["queue_size"],
-                 momentum=moco_settings["momentum"], temperature=moco_settings["temperature"], second_dim=second_dim)
+                 momentum=moco_settings["momentum"], temperature=moco_settings["temperature"],
+                 other_view_dim=other_view_dim)
     return place(model, device)
 
 
-def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Trainer:
+def trainer(ctx: StageContext, model, args, schedule: dict, inputs=(), generators=None) -> Trainer:
     """The resumable trainer of a stage (``inputs``: the checkpoints it starts from, ``generators``:
     the stage's own RNGs); the model is wrapped in DDP when there are several processes."""
     wrapped = DistributedDataParallel(model) if ctx.world > 1 else model
@@ -101,7 +115,7 @@ def trainer(ctx, model, args, schedule: dict, inputs=(), generators=None) -> Tra
                    stop_margin_minutes=ctx.settings["resources"]["stop_margin_minutes"])
 
 
-def monitor(ctx, model, args):
+def monitor(ctx: StageContext, model, args):
     """The kNN monitor of the trained view's backbone (None when off or unlabelled), reading that view's
     shards as evaluation does (RGB frames decoded in the loader whatever ``resources.jpeg_decode`` says)."""
     if args.view == "rgb":
@@ -112,7 +126,7 @@ def monitor(ctx, model, args):
                              view_arch(args.view, ctx.settings["model"])["in_channels"], args.seed)
 
 
-def export(ctx, model, args, trainer, history, extra_meta=None) -> None:
+def export(ctx: StageContext, model, args, trainer, history, extra_meta=None) -> None:
     """The stage's declared output: the final weights, written once training is complete."""
     if distributed.is_main():
         meta = {"epochs": trainer.epoch, "seed": args.seed, "wall_s": time.time() - ctx.start,

@@ -48,12 +48,6 @@ def hparams(dataset):
     return coclr_config.resolve(config, dataset)
 
 
-def settings_json(dataset, *sections):
-    """The sections of the resolved settings an entry point needs, as one JSON argument (the rules
-    shell-quote it: `{params.settings:q}`)."""
-    return pair_settings_json(dataset, *sections)
-
-
 def video_root(dataset):
     entry = dataset_entry(dataset)
     return f"data/{dataset}/videos" if entry["format"] == "synthetic" else entry["root"]
@@ -184,10 +178,13 @@ def split_table(dataset, split):
     return f"data/{dataset}/split{split}.csv"
 
 
-def pair_settings_json(name, *sections):
-    """Settings of an evaluation job of a pair: `model` from the pretraining dataset (the architecture
-    its models were trained with, which random init rebuilds), the others (`clip`, `linear_probe`,
-    `finetune`, `optim`) from the evaluation dataset, whose videos the job reads."""
+def settings_json(name, *sections):
+    """The sections of the resolved settings a job needs (and `resources`), as one JSON argument (the rules
+    shell-quote it: `{params.settings:q}`). `name` is a scope (see scope()): a dataset for its own training
+    and evaluation jobs, `<evaluated>/pretrained_<pretrained>` for a transfer pair's, whose `model` comes
+    from the pretraining dataset (the architecture its models were trained with, which random init
+    rebuilds) and the other sections (`clip`, `linear_probe`, `finetune`, `optim`) from the evaluation
+    dataset, whose videos the job reads."""
     evaluated, pretrained = scope_datasets(name)
     resolved = hparams(evaluated)
     resolved["model"] = hparams(pretrained)["model"]
