@@ -161,6 +161,15 @@ def save_probabilities(path, probs, labels, video_ids, record) -> None:
                     "record": record}, tmp)
 
 
+def add_model_or_fuse_arguments(parser, flag, help_text, runs) -> None:
+    """One model's input (``flag``), or ``--fuse RGB_PROBS FLOW_PROBS``: the test probabilities saved by
+    two of the command's ``runs``, averaged (:func:`fuse_probabilities`)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(flag, help=help_text)
+    source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
+                        help=f"two-stream: average the test probabilities written by two {runs}")
+
+
 def fuse_probabilities(rgb_path, flow_path, task) -> dict:
     """Two-stream record: the average of the RGB and flow models' test class probabilities."""
     start = time.time()

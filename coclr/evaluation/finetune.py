@@ -33,7 +33,7 @@ from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads
 from coclr.errors import CoclrError
-from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
+from coclr.evaluation.common import (add_model_or_fuse_arguments, dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
 from coclr.evaluation.records import result_record
@@ -47,10 +47,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="model checkpoint (coclr-model/1) whose backbone is fine-tuned")
-    source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
-                        help="two-stream: average the test probabilities written by two fine-tuning runs")
+    add_model_or_fuse_arguments(parser, "--checkpoint", "model checkpoint (coclr-model/1) whose backbone is fine-tuned",
+                                "fine-tuning runs")
     parser.add_argument("--method", help="row name in the results (default: the checkpoint's file name)")
     parser.add_argument("--manifest", help="manifest or split table CSV (coclr ingest, split-table)")
     parser.add_argument("--frames", nargs="*", default=[], help="frame shards (needed for an RGB model)")
