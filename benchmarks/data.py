@@ -34,7 +34,8 @@ import torch
 
 from coclr.shards import VIDEOS, create_shard, decode_jpegs, frame_store, list_videos
 from coclr.frames import extract_shard
-from coclr.ingest import build_manifest, ucf101_entries
+from coclr.ingest import ucf101
+from coclr.ingest.manifest import build_manifest
 from coclr.synthetic import design, generate
 
 MEASURED = Path(__file__).with_name("measured.json")
@@ -73,7 +74,7 @@ def make_shards(root, size=240, frames=64, videos_per_shard=12, seed=0) -> dict:
     videos = root / "videos"
     cfg = design(classes=4, train_groups=2, test_groups=1, clips_per_group=2, frames=frames, size=size, seed=seed)
     generate(cfg, videos, workers=2)
-    manifest, _, _ = build_manifest(ucf101_entries(videos, videos, name="synthetic"), videos_per_shard)
+    manifest, _, _ = build_manifest(ucf101.entries(videos, videos, name="synthetic"), videos_per_shard)
     shards, total = [], {"frames": 0, "seconds": 0.0}
     for shard, rows in manifest.groupby("shard"):
         path = root / "frames" / f"shard_{shard:05d}.h5"

@@ -23,6 +23,7 @@ import yaml
 
 from coclr import config as coclr_config
 from coclr.config import REPO, ConfigError
+from coclr.errors import CoclrError
 from coclr.ingest import UNLABELLED
 from coclr.io import write_json
 from coclr.video import resized_shape
@@ -303,9 +304,9 @@ def run(args) -> None:
         report = check(config, dataset, args.manifest or f"data/{dataset}/manifest.csv",
                        pretraining=not args.evaluation_only)
     except ConfigError as error:
-        raise SystemExit(f"preflight: {error}") from None
+        raise ConfigError(f"preflight: {error}") from None
     print(report.text())
     if report.problems:
-        raise SystemExit(1)
+        raise CoclrError()  # the report above names each problem and its key: nothing to add
     if args.out:
         write_json(args.out, {"dataset": dataset, "facts": report.facts, "warnings": report.warnings})

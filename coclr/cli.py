@@ -8,6 +8,9 @@ so a run's stage costs can be read off its job logs. Every command dies with the
 process that started it (``prctl(PR_SET_PDEATHSIG)``, :func:`coclr.launch.die_with_parent`):
 a job whose shell is killed leaves no orphan behind (a trainer, which saves on
 SIGTERM, asks for SIGTERM instead of SIGKILL while it trains).
+:func:`main` configures logging for the command (:mod:`coclr.logs`), and it is the one
+place where a command ends the process on a :class:`coclr.errors.CoclrError`: its message on
+stderr, exit status 1 (or, without a message, the error's own status), no traceback.
 """
 
 import argparse
@@ -17,13 +20,15 @@ import signal
 import sys
 import time
 
+from coclr import logs
+from coclr.errors import CoclrError
 from coclr.io import DiskFull, ShardError
 from coclr.launch import die_with_parent
 
 COMMANDS = {
     "check": ("coclr.check", "preflight: what a configuration will cost, and what cannot work"),
     "synthesize": ("coclr.synthetic", "generate the embedded synthetic dataset (AVI files, UCF101 layout)"),
-    "ingest": ("coclr.ingest", "build the manifest of a dataset from its official split files"),
+    "ingest": ("coclr.ingest.command", "build the manifest of a dataset from its official split files"),
     "split-table": ("coclr.splits", "one official split's train/test table over the ingested videos"),
     "frames": ("coclr.frames", "decode videos into JPEG frames stored in HDF5 shards"),
     "flow": ("coclr.flow.extract", "estimate TV-L1 optical flow for one frame shard"),
@@ -60,6 +65,7 @@ def main(argv=None) -> None:
         build_parser().parse_args(argv)  # prints usage or the unknown-command error
         return
     name, rest = argv[0], argv[1:]
+    logs.configure()
     die_with_parent(signal.SIGKILL)
     # A SIGTERM ignored by the shell around the job (the SLURM profile's precommand) must not keep a
     # command without a handler running: it ends it, as it would any program. Trainers install their own.
@@ -70,6 +76,9 @@ def main(argv=None) -> None:
     module.add_arguments(parser)
     try:
         module.run(parser.parse_args(rest))
-    except (DiskFull, ShardError) as error:  # the message names the file and the fix; a traceback adds nothing
+    except (DiskFull, ShardError) as error:  # raised deep inside any command: the message says which one
         raise SystemExit(f"python -m coclr {name}: {error}") from error
+    except CoclrError as error:  # the message names the file or key and the fix; a traceback adds nothing
+        raise SystemExit(str(error) or error.status) from None
+    # A record, not a log line: benchmarks/stages.py reads it back (no time stamp, every rank).
     print(COST_LINE.format(command=name, wall_s=time.perf_counter() - start, peak_mib=peak_mib()), file=sys.stderr)

@@ -18,6 +18,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from coclr.errors import CoclrError
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = REPO / "config.yaml"
@@ -25,7 +27,7 @@ SETTINGS_DOC = REPO / "docs" / "settings.md"
 SECTIONS = ("ingest", "frames", "flow", "resources")  # top-level settings, the same for every preset
 
 
-class ConfigError(ValueError):
+class ConfigError(CoclrError, ValueError):
     """A configuration problem, with the key at fault and the fix in its message."""
 
 

@@ -14,13 +14,17 @@ Under SLURM a job's ``CUDA_VISIBLE_DEVICES`` comes from the scheduler and is use
 """
 
 import fcntl
+import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from coclr.errors import CoclrError
+
+log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 
@@ -37,7 +41,7 @@ def visible_devices() -> list:
         try:
             return [str(i) for i in range(int(fake))]
         except ValueError:
-            raise SystemExit(f"COCLR_GPU_COUNT={fake!r} is not a number of GPUs (unset it, or set e.g. 4)") from None
+            raise CoclrError(f"COCLR_GPU_COUNT={fake!r} is not a number of GPUs (unset it, or set e.g. 4)") from None
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
     if given is not None:
         return [d for d in given.split(",") if d.strip()]
@@ -80,12 +84,12 @@ def _try_lock(path: Path):
     return handle
 
 
-def acquire(n: int, devices=None, folder=None, timeout_s=None, log=sys.stderr) -> Devices:
+def acquire(n: int, devices=None, folder=None, timeout_s=None) -> Devices:
     """Take ``n`` free devices of ``devices`` (default :func:`visible_devices`), waiting while fewer
     are free. Fails at once when the machine has fewer than ``n``."""
     devices = visible_devices() if devices is None else list(devices)
     if n > len(devices):
-        raise SystemExit(f"a job asks for {n} GPU(s) but this machine offers {len(devices)} "
+        raise CoclrError(f"a job asks for {n} GPU(s) but this machine offers {len(devices)} "
                          f"({'COCLR_GPU_COUNT' if os.environ.get('COCLR_GPU_COUNT') else 'nvidia-smi -L'}): "
                          "lower resources.gpus, or set flow.device: cpu")
     folder = Path(folder) if folder is not None else lock_dir()
@@ -104,7 +108,6 @@ def acquire(n: int, devices=None, folder=None, timeout_s=None, log=sys.stderr) -
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise TimeoutError(f"no {n} free GPU(s) of {len(devices)} within {timeout_s} s (locks in {folder})")
         if not told:
-            print(f"waiting for {n} free GPU(s) of {len(devices)} (held by other jobs; locks in {folder})",
-                  file=log, flush=True)
+            log.info(f"waiting for {n} free GPU(s) of {len(devices)} (held by other jobs; locks in {folder})")
             told = True
         time.sleep(POLL_S)

@@ -22,6 +22,7 @@ similarities that two-stream retrieval ranks by.
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -36,20 +37,25 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from coclr import logs
 from coclr.clips import ClipReader, DenseClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.shards import decode_jpegs, encode_jpegs
 from coclr.distributed import set_threads
+from coclr.errors import CoclrError
 from coclr.evaluation.common import device
 from coclr.evaluation.features import video_features
 from coclr.flow.extract import BatchSize, chunk_flow, flow_gray
 from coclr.flow.quantise import decode_flow
 from coclr.flow.tvl1 import TVL1Params
-from coclr.ingest import VIDEO_SUFFIXES, IngestError, csv_paths
+from coclr.ingest import IngestError
+from coclr.ingest.folder import VIDEO_SUFFIXES, csv_paths
 from coclr.io import atomic_path, file_record
 from coclr.models import load_backbone, load_model, place
 from coclr.naming import RESULT_VIEWS
 from coclr.video import VideoError, decode, probe
+
+log = logging.getLogger(__name__)
 
 FORMAT = "coclr-embeddings/1"
 SUFFIXES = (".parquet", ".npz")
@@ -95,13 +101,13 @@ def load_streams(paths, view) -> dict:
     for path in paths:
         checkpoint = load_model(path)
         if checkpoint["view"] not in needed or checkpoint["view"] in streams:
-            raise SystemExit(f"embed: --view {view} needs one checkpoint of each of {needed}; {path} is a "
+            raise CoclrError(f"embed: --view {view} needs one checkpoint of each of {needed}; {path} is a "
                              f"{checkpoint['view']} model")
         streams[checkpoint["view"]] = (load_backbone(checkpoint), checkpoint,
                                        {**file_record(path), "view": checkpoint["view"], "meta": checkpoint["meta"]})
     absent = [v for v in needed if v not in streams]
     if absent:
-        raise SystemExit(f"embed: --view {view} needs a {' and a '.join(absent)} checkpoint too: add it to --checkpoint")
+        raise CoclrError(f"embed: --view {view} needs a {' and a '.join(absent)} checkpoint too: add it to --checkpoint")
     return streams
 
 
@@ -153,7 +159,7 @@ def estimate_flow(path, frames, flow_settings, flow_device) -> np.ndarray:
 def flow_device_for(flow_settings) -> str:
     """``flow.device``, or the CPU (with a note) when it asks for CUDA on a machine without a GPU."""
     if flow_settings["device"] == "cuda" and not torch.cuda.is_available():
-        print("embed: flow.device is cuda but no GPU is visible: estimating flow on the CPU", file=sys.stderr)
+        log.warning("embed: flow.device is cuda but no GPU is visible: estimating flow on the CPU")
         return "cpu"
     return flow_settings["device"]
 
@@ -213,42 +219,43 @@ def write(out, paths, features, windows, record) -> None:
 
 def run(args) -> None:
     if Path(args.out).suffix not in SUFFIXES:
-        raise SystemExit(f"embed: --out {args.out} must end in {' or '.join(SUFFIXES)}")
+        raise CoclrError(f"embed: --out {args.out} must end in {' or '.join(SUFFIXES)}")
     settings = settings_from_args(args, sections=("frames", "flow", "resources"))
     set_threads(settings)
     start = time.time()
     try:
         paths = video_paths(args.videos)
     except IngestError as error:
-        raise SystemExit(f"embed: {error}") from None
+        raise IngestError(f"embed: {error}") from None
     if not paths:
-        raise SystemExit(f"embed: no videos in {args.videos} (video suffixes: {' '.join(VIDEO_SUFFIXES)})")
+        raise CoclrError(f"embed: no videos in {args.videos} (video suffixes: {' '.join(VIDEO_SUFFIXES)})")
     streams = load_streams(args.checkpoint, args.view)
     for view, (net, _, _) in streams.items():
         streams[view] = (place(net, device()).eval(), *streams[view][1:])
     flow_device = flow_device_for(settings["flow"]) if "flow" in streams else None
     done, features, windows, failures = [], [], [], []
-    for path in tqdm(paths, desc="embed", unit="video", file=sys.stderr):
-        try:
-            vectors, table = embed_video(path, streams, settings, flow_device, args.per_window, args.batch_size)
-        except VideoError as error:
-            failures.append({"path": path, "error": error.reason})
-            tqdm.write(f"embed: skipped {error}", file=sys.stderr)
-            continue
-        done += [path] * len(vectors)
-        features.append(vectors)
-        if table is not None:
-            windows.append(table)
+    with logs.above_bars():
+        for path in tqdm(paths, desc="embed", unit="video", file=sys.stderr):
+            try:
+                vectors, table = embed_video(path, streams, settings, flow_device, args.per_window, args.batch_size)
+            except VideoError as error:
+                failures.append({"path": path, "error": error.reason})
+                log.warning(f"embed: skipped {error}")
+                continue
+            done += [path] * len(vectors)
+            features.append(vectors)
+            if table is not None:
+                windows.append(table)
     if not features:
-        raise SystemExit(f"embed: none of the {len(paths)} videos could be read (reasons above)")
+        raise CoclrError(f"embed: none of the {len(paths)} videos could be read (reasons above)")
     record = {"format": FORMAT, "view": args.view, "per_window": args.per_window,
               "checkpoints": [record for _, _, record in streams.values()],
               "settings": {key: settings[key] for key in ("clip", "frames", "flow")}, "flow_device": flow_device,
               "videos": len(paths) - len(failures), "failures": failures, "wall_s": time.time() - start}
     features = torch.cat(features)
     write(args.out, done, features, pd.concat(windows, ignore_index=True) if windows else None, record)
-    print(f"embed {args.view}: {record['videos']} of {len(paths)} videos ({len(failures)} skipped), "
-          f"{len(features)} {features.shape[1]}-d vectors, {record['wall_s']:.0f} s -> {args.out}", file=sys.stderr)
+    log.info(f"embed {args.view}: {record['videos']} of {len(paths)} videos ({len(failures)} skipped), "
+             f"{len(features)} {features.shape[1]}-d vectors, {record['wall_s']:.0f} s -> {args.out}")
 
 
 def load_embeddings(path) -> tuple:

@@ -7,14 +7,17 @@ downstream (``--strict`` makes it fatal instead).
 """
 
 import json
-import sys
+import logging
 import time
 
 import pandas as pd
 
+from coclr.errors import CoclrError
 from coclr.shards import create_shard, encode_jpegs, write_video
 from coclr.io import atomic_path
 from coclr.video import VideoError, decode
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -54,7 +57,7 @@ def run(args) -> None:
     manifest = pd.read_csv(args.manifest)
     videos = manifest[manifest["shard"] == args.shard]
     if videos.empty:
-        sys.exit(f"{args.manifest} has no videos in shard {args.shard}: rerun `coclr ingest` or fix --shard")
+        raise CoclrError(f"{args.manifest} has no videos in shard {args.shard}: rerun `coclr ingest` or fix --shard")
     summary = extract_shard(videos, args.out, args.fps, args.short_side, args.jpeg_quality, args.strict)
-    print(f"shard {args.shard}: {summary['videos']} videos, {summary['failed']} failed, "
-          f"{summary['frames']} frames, {summary['frames_per_s']:.0f} frames/s -> {args.out}")
+    log.info(f"shard {args.shard}: {summary['videos']} videos, {summary['failed']} failed, "
+             f"{summary['frames']} frames, {summary['frames_per_s']:.0f} frames/s -> {args.out}")

@@ -4,8 +4,9 @@ Handles InfoNCE, UberNCE and CoCLR checkpoints of either view (MoCo state dicts)
 and downstream classifier checkpoints (``backbone.*``, whose backbone becomes an
 encoder state dict without head). What the released files add is resolved here:
 an optional ``module.`` prefix, the ``blockN.M`` aliases (second names of the
-same tensors), ``queue_vname`` (called ``queue_group`` here), the frozen
-``sampler.*`` copy of the other view and the classifier's ``final_bn``/``final_fc``.
+same tensors), ``queue_vname`` and ``queue_second`` (called ``queue_group`` and
+``queue_other_view`` here), the frozen ``sampler.*`` copy of the other view and the
+classifier's ``final_bn``/``final_fc``.
 Every source key ends up in exactly one line of the printed report.
 
 A conversion that could silently give another network is refused: a gated
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from coclr.errors import CoclrError
 from coclr.io import sha256
 from coclr.models import VIEWS, Encoder, build_backbone, save_model
 from coclr.moco import MoCo
@@ -38,7 +40,7 @@ SKIPPED = {
     "final_bn.": "downstream classifier head",
     "final_fc.": "downstream classifier head",
 }
-RENAMED = {"queue_vname": "queue_group", "backbone.": "0."}
+RENAMED = {"queue_vname": "queue_group", "queue_second": "queue_other_view", "backbone.": "0."}
 META_KEYS = ("epoch", "iteration", "best_acc")
 
 
@@ -54,12 +56,12 @@ def run(args) -> None:
     try:
         source = torch.load(args.src, map_location="cpu", weights_only=not args.trust_pickle)
     except pickle.UnpicklingError as error:
-        raise SystemExit(f"{args.src}: refused by torch.load(weights_only=True): {error}\n"
+        raise CoclrError(f"{args.src}: refused by torch.load(weights_only=True): {error}\n"
                          "The file pickles more than tensors and plain values; if you trust it, rerun with --trust-pickle.")
     try:
         checkpoint, report = convert(source, view=args.view, name=args.src.name)
     except ValueError as error:
-        raise SystemExit(f"{args.src}: {error}")
+        raise CoclrError(f"{args.src}: {error}")
     print(report)
     checkpoint["meta"].update(source=str(args.src), source_sha256=sha256(args.src))
     save_model(args.dst, checkpoint["state_dict"], checkpoint["view"], checkpoint["arch"], checkpoint["meta"])

@@ -9,21 +9,25 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 
+from coclr.errors import CoclrError
 
-class ShardError(Exception):
+log = logging.getLogger(__name__)
+
+
+class ShardError(CoclrError):
     """A frame/flow shard that cannot be read: corrupt, truncated or not a shard (:mod:`coclr.shards`).
     One string argument, so a DataLoader worker re-raises it in the main process with the message intact."""
 
 
-class DiskFull(OSError):
+class DiskFull(OSError, CoclrError):
     """No space left while writing an output: names the file and the space it needs."""
 
 
@@ -150,12 +154,12 @@ class OwnerLock:
         if same_host and pid == self.pid:
             pass
         elif same_host and not pid_alive(pid):
-            print(f"{self.path}: its owner, pid {pid} on {host}, is dead: taking the lock over", file=sys.stderr)
+            log.warning(f"{self.path}: its owner, pid {pid} on {host}, is dead: taking the lock over")
         elif not same_host and age > self.STALE_S:
-            print(f"{self.path}: its owner, pid {pid} on {host}, has not refreshed it for {age:.0f} s: "
-                  "taking the lock over", file=sys.stderr)
+            log.warning(f"{self.path}: its owner, pid {pid} on {host}, has not refreshed it for {age:.0f} s: "
+                        "taking the lock over")
         else:
-            raise SystemExit(f"{self.path} is held by pid {pid} on {host}, {self.what} already running: "
+            raise CoclrError(f"{self.path} is held by pid {pid} on {host}, {self.what} already running: "
                              f"stop that one first (if it is dead on another host, delete {self.path})")
         self.path.unlink(missing_ok=True)
 

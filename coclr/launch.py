@@ -28,6 +28,9 @@ import subprocess
 import sys
 import threading
 
+from coclr import logs
+from coclr.errors import CoclrError
+
 PR_SET_PDEATHSIG = 1
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
@@ -77,6 +80,7 @@ def main(argv=None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given (python -m coclr.launch --gpus 1 -- flow --frames ...)")
+    logs.configure()
     die_with_parent(signal.SIGTERM)  # handled below: passed on to the child, which may save first
     env = dict(os.environ)
     held = None
@@ -90,7 +94,7 @@ def main(argv=None) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.history)), exist_ok=True)
         history = open(args.history, "a", encoding="utf-8", errors="replace")
     line = attempt_line(env.get("CUDA_VISIBLE_DEVICES"))
-    print(line, file=sys.stderr, flush=True)
+    print(line, file=sys.stderr, flush=True)  # a record, also in --history: it carries its own time
     if history is not None:
         history.write(line + "\n")
         history.flush()
@@ -130,7 +134,10 @@ def tee(stream, targets) -> None:
             target.flush()
 
 
-if __name__ == "__main__":
-    code = main()
+if __name__ == "__main__":  # the one place this executable ends on an error (coclr.errors)
+    try:
+        code = main()
+    except CoclrError as error:  # too few GPUs, a bad COCLR_GPU_COUNT: the message says the fix
+        sys.exit(str(error) or error.status)
     # A child killed by a signal: exit as the shell reports it (128 + signal).
     sys.exit(128 - code if code < 0 else code)

@@ -25,17 +25,18 @@ def candidates(group, queue_group, valid=None):
     return candidate if valid is None else candidate & valid[None, :]
 
 
-def mine_positives(second, queue_second, group, queue_group, topk=5, drop_self=0.9, valid=None, generator=None):
+def mine_positives(other_view, queue_other_view, group, queue_group, topk=5, drop_self=0.9, valid=None,
+                   generator=None):
     """Positive mask for :func:`coclr.losses.mil_nce`.
 
-    second: (B, d) other-view embedding of the key clip; queue_second: (d, K);
+    other_view: (B, d) other-view embedding of the key clip; queue_other_view: (d, K);
     group: (B,) source-group ids (>= 0); queue_group: (K,), -1 for no group;
     valid: optional (K,) bool, False for queue slots that hold no real key yet.
     """
     same_group = group[:, None] == queue_group[None, :]
     candidate = candidates(group, queue_group, valid)
-    with torch.autocast(second.device.type, enabled=False):  # bf16 would tie and reorder close candidates
-        sim = (second.float() @ queue_second).masked_fill(~candidate, float("-inf"))
+    with torch.autocast(other_view.device.type, enabled=False):  # bf16 would tie and reorder close candidates
+        sim = (other_view.float() @ queue_other_view).masked_fill(~candidate, float("-inf"))
     top = sim.topk(min(topk, sim.shape[1]), dim=1)
     hit = torch.isfinite(top.values)
     mined = torch.zeros_like(same_group).scatter_(1, top.indices, hit)

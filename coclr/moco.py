@@ -6,7 +6,7 @@ other view's embedding of the same clip (CoCLR mining). One training step::
     out = model(im_q, im_k)                  # momentum update, keys, logits
     loss = loss_fn(out.logits, positives)    # positives built from the queue_* buffers
     loss.backward(); optimiser.step()
-    model.enqueue(out.k, label, group, second)   # after the loss, as in the reference
+    model.enqueue(out.k, label, group, other_view)   # after the loss, as in the reference
 
 Shuffle-BN keeps a query and its positive key out of the same batch-norm batch,
 so batch statistics cannot give the positive away. Across processes (DDP) keys
@@ -50,10 +50,23 @@ class Contrast(NamedTuple):
     k: torch.Tensor  # (B, dim) keys, no gradient: what to enqueue
 
 
+# Buffers renamed since they were first saved: a state dict with the old name (a model checkpoint or run state
+# written before the change) loads under the new one.
+RENAMED_BUFFERS = {"queue_second": "queue_other_view"}
+
+
+def _renamed_buffers(module, state_dict, prefix, *args) -> None:
+    """A load_state_dict pre-hook: a state dict's old buffer names (``RENAMED_BUFFERS``) under today's."""
+    for old, new in RENAMED_BUFFERS.items():
+        if prefix + old in state_dict and prefix + new not in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+
 class MoCo(nn.Module):
     def __init__(self, arch: dict, dim=128, queue_size=2048, momentum=0.999, temperature=0.07,
-                 second_dim=None, bn_splits=None):
-        """``bn_splits``: BN groups per process; default 2 alone, 1 under DDP (as the reference)."""
+                 other_view_dim=None, bn_splits=None):
+        """``other_view_dim``: width of the other view's embeddings stored beside the keys (CoCLR's miner;
+        default ``dim``). ``bn_splits``: BN groups per process; default 2 alone, 1 under DDP (as the reference)."""
         super().__init__()
         self.momentum, self.temperature, self.bn_splits = momentum, temperature, bn_splits
         self.encoder_q = Encoder(build_backbone(arch), dim)
@@ -63,7 +76,8 @@ class MoCo(nn.Module):
         self.register_buffer("queue_filled", torch.zeros(1, dtype=torch.long))  # real keys held, <= K
         self.register_buffer("queue_label", torch.full((queue_size,), -1, dtype=torch.long))
         self.register_buffer("queue_group", torch.full((queue_size,), -1, dtype=torch.long))
-        self.register_buffer("queue_second", torch.zeros(second_dim or dim, queue_size))
+        self.register_buffer("queue_other_view", torch.zeros(other_view_dim or dim, queue_size))
+        self.register_load_state_dict_pre_hook(_renamed_buffers)
 
     @property
     def queue_full(self) -> bool:
@@ -112,7 +126,7 @@ class MoCo(nn.Module):
         return k_all.view(world, n, -1)[dist.get_rank()]
 
     @torch.no_grad()
-    def enqueue(self, k, label=None, group=None, second=None):
+    def enqueue(self, k, label=None, group=None, other_view=None):
         """Push this step's keys (from all processes) and their metadata; -1 / 0 where absent."""
         k = gather(k)
         n, size = k.shape[0], self.queue.shape[1]
@@ -123,6 +137,9 @@ class MoCo(nn.Module):
         # Metadata may come from the data loader on the CPU; NCCL gathers device tensors only.
         self.queue_label[idx] = gather(label.to(k.device)) if label is not None else -1
         self.queue_group[idx] = gather(group.to(k.device)) if group is not None else -1
-        self.queue_second[:, idx] = gather(second.to(k.device)).T.to(self.queue.dtype) if second is not None else 0.0
+        if other_view is not None:
+            self.queue_other_view[:, idx] = gather(other_view.to(k.device)).T.to(self.queue.dtype)
+        else:
+            self.queue_other_view[:, idx] = 0.0
         self.queue_ptr[0] = (self.queue_ptr[0] + n) % size
         self.queue_filled[0] = min(int(self.queue_filled) + n, size)

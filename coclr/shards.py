@@ -19,8 +19,8 @@ DataLoader worker gets its own handles and no item reopens a file.
 """
 
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 
 import cv2
@@ -30,6 +30,8 @@ import torch
 
 from coclr.flow.quantise import decode_flow
 from coclr.io import ShardError
+
+log = logging.getLogger(__name__)
 
 VIDEOS = "videos"
 LAYOUT = "blob+offsets/1"
@@ -282,8 +284,8 @@ def in_memory(store: ShardStore, video_ids, budget_mib: float, kind: str):
         return store
     needed = decoded_mib(store, video_ids, channels, itemsize)
     if needed > budget_mib:
-        print(f"{kind}: {needed:.0f} MiB decoded exceed resources.memory_cache_mib ({budget_mib:g}): reading "
-              "the shards at every step (raise the setting to decode the videos once)", file=sys.stderr)
+        log.warning(f"{kind}: {needed:.0f} MiB decoded exceed resources.memory_cache_mib ({budget_mib:g}): reading "
+                    "the shards at every step (raise the setting to decode the videos once)")
         return store
     return DecodedInMemory(store, video_ids)
 

@@ -8,11 +8,16 @@ Listed videos that the manifest lacks (missing or unreadable, reported by ingest
 are left out and counted.
 """
 
-import sys
+import logging
 
 import pandas as pd
 
-from coclr.ingest import COLUMNS, LISTED, IngestError, add_listing_arguments, entries_for, write_manifest
+from coclr.errors import CoclrError
+from coclr.ingest import COLUMNS, LISTED, IngestError
+from coclr.ingest.command import add_listing_arguments, entries_for
+from coclr.ingest.manifest import write_manifest
+
+log = logging.getLogger(__name__)
 
 STORED = ["video_id", *COLUMNS[len(LISTED):]]  # what the manifest knows that the split files do not
 
@@ -31,22 +36,21 @@ def split_table(entries: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
 
 def run(args) -> None:
     if len(args.split) != 1:
-        raise SystemExit(f"split-table: one table per call, got --split {' '.join(map(str, args.split))}")
+        raise CoclrError(f"split-table: one table per call, got --split {' '.join(map(str, args.split))}")
     split = args.split[0]
     try:
         entries = entries_for(args, split)
     except IngestError as error:
-        raise SystemExit(f"split-table: {error}") from None
+        raise IngestError(f"split-table: {error}") from None
     table = split_table(entries, pd.read_csv(args.manifest))
     for role in ("train", "test"):
         if not (table["split"] == role).any():
-            raise SystemExit(f"split-table: split {split} has no {role} video in {args.manifest}: was it ingested "
+            raise CoclrError(f"split-table: split {split} has no {role} video in {args.manifest}: was it ingested "
                              f"with --split {split}? (datasets.<name>.splits in config.yaml)")
     left_out = len(entries) - len(table)
     if left_out:
-        print(f"split-table: {left_out} of {len(entries)} videos of split {split} are not in {args.manifest} "
-              "(missing or unreadable: see the ingest reports)", file=sys.stderr)
+        log.warning(f"split-table: {left_out} of {len(entries)} videos of split {split} are not in {args.manifest} "
+                    "(missing or unreadable: see the ingest reports)")
     write_manifest(args.out, table)
     counts = table["split"].value_counts()
-    print(f"split-table: split {split}, {counts['train']} train and {counts['test']} test videos -> {args.out}",
-          file=sys.stderr)
+    log.info(f"split-table: split {split}, {counts['train']} train and {counts['test']} test videos -> {args.out}")

@@ -25,6 +25,7 @@ so the output does not depend on the number of workers or on which videos are ma
 """
 
 import argparse
+import logging
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +36,8 @@ import cv2
 import numpy as np
 
 from coclr.config import generator_defaults
+
+log = logging.getLogger(__name__)
 
 # Motion classes. Each entry maps frame index t and the clip's random draw `p` to the
 # actor's pose relative to its start: (dx, dy) in pixels at a 40-pixel frame, rotation
@@ -283,4 +286,4 @@ def run(args: argparse.Namespace) -> None:
     start = time.time()
     generate(cfg, args.out, args.workers)
     n = len(video_specs(cfg))
-    print(f"wrote {n} videos to {args.out} in {time.time() - start:.1f} s")
+    log.info(f"wrote {n} videos to {args.out} in {time.time() - start:.1f} s")

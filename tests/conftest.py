@@ -10,6 +10,8 @@ import pytest
 import torch
 from filelock import FileLock
 
+from coclr import logs
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Fewer scales and iterations than OpenCV's defaults: flow good enough to train on, in seconds.
@@ -46,6 +48,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def logging_as_the_entry_point():
+    """The package's log lines on stderr as `python -m coclr` configures them, for tests that call library
+    code directly (a library logs nothing of its own accord)."""
+    logs.configure({})
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from coclr.training.cotrain import cotrain_step, load_miner
 from coclr.models import load_model, save_model
 from coclr.moco import MoCo
 from coclr.shards import DecodedInMemory, flow_store, frame_store, in_memory
-from coclr.training.trainer import Preempted, Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import Preempted, Trainer
 from conftest import coclr
 
 ARCH = {"width": 0.125, "depth": 3}
@@ -48,7 +49,7 @@ def make_stage(tmp_path, labelled=True):
     flow_model = MoCo({**ARCH, "in_channels": 2}, dim=16, queue_size=16)
     save_model(tmp_path / "flow.pt", flow_model.state_dict(), "flow", {**ARCH, "in_channels": 2})
     miner = load_miner(tmp_path / "flow.pt", "flow", torch.device("cpu"))
-    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
+    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, other_view_dim=miner.dim)
     step = cotrain_step(model, miner, "rgb", SETTINGS["cotrain"], torch.device("cpu"), torch.Generator(),
                         RandomColour.from_settings(SETTINGS["clip"]), labelled)
     return model, miner, step
@@ -76,7 +77,7 @@ def test_no_optimiser_step_until_the_queue_holds_only_real_keys(stage):
     assert not step(batch(seed=1)).update  # the step that fills the queue still waits
     result = step(batch(seed=2))
     assert result.update and result.stats["mining_purity"] == result.stats["mining_purity"]  # measured now
-    assert (model.queue_second.abs().sum(0) > 0).all()  # miner embeddings stored beside the keys
+    assert (model.queue_other_view.abs().sum(0) > 0).all()  # miner embeddings stored beside the keys
 
 
 def run_stage(tiny_dataset, tmp_path, init, miner, epochs, view="rgb"):
@@ -153,7 +154,7 @@ def reference_stage(tiny_dataset, run_dir, miner_path, stop_at=None, memory=Fals
         assert all(isinstance(store, DecodedInMemory) for store in stores)
     data = resumable_loader(TwoClipDataset(videos, ClipReader(*stores), settings["clip"]), 8, seed=5, collate=collate)
     miner = load_miner(miner_path, "flow", torch.device("cpu"))
-    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, second_dim=miner.dim)
+    model = MoCo({**ARCH, "in_channels": 3}, dim=16, queue_size=8, other_view_dim=miner.dim)
     generator = torch.Generator().manual_seed(5)
     trainer = Trainer(model, run_dir, settings, 2, generators={"mining": generator})
     inner = cotrain_step(model, miner, "rgb", settings["cotrain"], torch.device("cpu"), generator,

@@ -16,6 +16,7 @@ from coclr.augment import RGB_MEAN, RGB_STD
 from coclr.cli import main
 from coclr.clips import ClipReader
 from coclr.config import complete_settings
+from coclr.errors import CoclrError
 from coclr.shards import create_shard, encode_jpegs, frame_store, write_video
 from coclr.evaluation import features, linear_probe, retrieval
 from coclr.evaluation.common import TenCropClips, fuse_probabilities, holdout_split, per_video_mean, save_probabilities
@@ -142,7 +143,7 @@ def test_two_stream_averages_probabilities(tmp_path):
     assert [c["sha256"] for c in fused["checkpoints"]] == ["rgb", "flow"]
     assert fused["inputs"]["flow"]["view"] == "flow" and fused["test_videos"] == 3 and set(fused) <= RECORD_KEYS
     save_probabilities(tmp_path / "other.pt", flow, labels, ["a", "b", "x"], {})
-    with pytest.raises(SystemExit):
+    with pytest.raises(CoclrError, match="cover different test videos"):
         fuse_probabilities(tmp_path / "rgb.pt", tmp_path / "other.pt", task="linear_probe")
 
 

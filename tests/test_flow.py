@@ -15,10 +15,10 @@ from coclr.flow import METHODS, compute_flow, resolve_method
 from coclr.flow.quantise import BOUND, decode_field, dequantise, encode_field, quantise
 from coclr.flow import extract
 from coclr.flow.extract import flow_gray, flow_shard
-from coclr.flow.ground_truth import endpoint_error, make_pair, make_pairs
 from coclr.flow.tvl1 import _median
 from coclr.flow.visualise import flow_to_rgb
 from tests.conftest import coclr
+from tests.flow_ground_truth import endpoint_error, make_pair, make_pairs
 from tests.realdata import gray_frames, real_pairs
 
 STEP = 2 * BOUND / 255

@@ -82,7 +82,9 @@ def test_coclr_flow_import_with_prefix_sampler_and_metadata(encoder_q):
     checkpoint, report = convert({"state_dict": state}, name="CoCLR-ucf101-flow-128-s3d.pth.tar")
     assert checkpoint["view"] == "flow" and checkpoint["meta"]["unmapped"] == []
     assert "skipped  sampler." in report and "queue_vname* -> queue_group*" in report
+    assert "queue_second* -> queue_other_view*" in report
     sd = checkpoint["state_dict"]
+    assert torch.equal(sd["queue_other_view"], state["module.queue_second"])
     assert torch.equal(sd["queue_group"], torch.arange(2048)) and torch.equal(sd["queue_label"], torch.arange(2048) % 7)
     MoCo(checkpoint["arch"]).load_state_dict(sd)
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from coclr.cli import main
-from coclr.ingest import COLUMNS, build_manifest, ucf101_entries
+from coclr.ingest import COLUMNS, ucf101
+from coclr.ingest.manifest import build_manifest
 from coclr.video import ffmpeg_exe, write_avi
 
 FRAMES = np.full((8, 32, 32, 3), 100, np.uint8)
@@ -165,7 +166,7 @@ def test_k400_filename_pattern(tmp_path):
 
 def test_shards_do_not_depend_on_listing_order(ucf):
     root, splits = ucf
-    entries = ucf101_entries(root, splits)
+    entries = ucf101.entries(root, splits)
     first, missing, _ = build_manifest(entries, videos_per_shard=2)
     again, _, _ = build_manifest(entries.sample(frac=1, random_state=0), videos_per_shard=2, workers=2)
     pd.testing.assert_frame_equal(first, again)

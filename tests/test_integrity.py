@@ -16,7 +16,7 @@ from coclr.config import complete_settings
 from coclr.shards import VIDEOS, frame_store, read_encoded
 from coclr.frames import extract_shard
 from coclr.io import DiskFull, ShardError
-from coclr.training.trainer import resumable_loader
+from coclr.training.sampler import resumable_loader
 from realdata import cut
 
 FORCERUN = "rebuild it with `snakemake --cores all --forcerun={}`"

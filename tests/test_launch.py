@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from coclr import devices, launch
+from coclr.errors import CoclrError
 from test_scaleout import logged_epochs, pretrain_args
 
 
@@ -82,7 +83,7 @@ def test_a_job_waits_for_free_devices_and_a_killed_holder_frees_them(four_gpus, 
 
 
 def test_more_gpus_than_the_machine_has_is_refused(four_gpus):
-    with pytest.raises(SystemExit, match="asks for 5 GPU.*offers 4"):
+    with pytest.raises(CoclrError, match="asks for 5 GPU.*offers 4"):
         devices.acquire(5)
 
 

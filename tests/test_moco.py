@@ -50,18 +50,19 @@ def test_embeddings_logits_and_loss_are_fp32_under_bf16_autocast():
 
 
 def test_enqueue_wraps_around_and_keeps_metadata():
-    model = small_moco(second_dim=3)
+    model = small_moco(other_view_dim=3)
     assert not model.queue_full and not model.queue_valid().any()
     for step in range(3):
         keys = torch.full((4, 16), float(step))
-        model.enqueue(keys, label=torch.arange(4) + 10 * step, group=torch.full((4,), step), second=torch.ones(4, 3) * step)
+        model.enqueue(keys, label=torch.arange(4) + 10 * step, group=torch.full((4,), step),
+                      other_view=torch.ones(4, 3) * step)
         assert int(model.queue_filled) == min(4 * (step + 1), 10)
     assert model.queue_full and model.queue_valid().all()
     assert int(model.queue_ptr) == 2
     assert model.queue[0].tolist() == [2, 2, 0, 0, 1, 1, 1, 1, 2, 2]
     assert model.queue_label.tolist() == [22, 23, 2, 3, 10, 11, 12, 13, 20, 21]
     assert model.queue_group.tolist() == [2, 2, 0, 0, 1, 1, 1, 1, 2, 2]
-    assert model.queue_second[:, 9].tolist() == [2, 2, 2]
+    assert model.queue_other_view[:, 9].tolist() == [2, 2, 2]
     model.enqueue(torch.zeros(2, 16))  # without metadata: unknown label and group
     assert model.queue_label[2:4].tolist() == [-1, -1] and model.queue_group[2:4].tolist() == [-1, -1]
     with pytest.raises(ValueError):
@@ -107,9 +108,20 @@ def test_gradients_reach_only_the_query_encoder():
 
 
 def test_state_dict_names_match_reference():
+    """The reference's names, but for queue_vname (queue_group) and queue_second (queue_other_view)."""
     names = set(small_moco().state_dict())
-    assert {"queue", "queue_ptr", "queue_label", "queue_group", "queue_second", "queue_filled"} <= names
+    assert {"queue", "queue_ptr", "queue_label", "queue_group", "queue_other_view", "queue_filled"} <= names
     assert "encoder_q.0.Mixed_3b.branch1.1.conv1.weight" in names and "encoder_k.4.bias" in names
+
+
+def test_a_state_dict_saved_before_the_rename_loads():
+    """Model checkpoints and run states written with the buffer's old name, queue_second, still load (strict)."""
+    saved = small_moco(other_view_dim=3)
+    saved.enqueue(torch.ones(4, 16), other_view=torch.full((4, 3), 7.0))
+    old = {("queue_second" if key == "queue_other_view" else key): value for key, value in saved.state_dict().items()}
+    model = small_moco(other_view_dim=3)
+    model.load_state_dict(old)
+    assert torch.equal(model.queue_other_view, saved.queue_other_view) and model.queue_other_view[0, 0] == 7.0
 
 
 def ddp_worker(rank, world, port, out_dir):

@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from coclr.cli import main
+from coclr.errors import CoclrError
 from coclr.shards import list_videos
-from coclr.ingest import UNLABELLED, held_out
+from coclr.ingest import UNLABELLED
+from coclr.ingest.folder import held_out
 from coclr.video import decode, ffmpeg_exe, probe
 from realdata import cut
 
@@ -330,14 +332,14 @@ def test_workflow_labelled_folder_is_evaluated(own, tmp_path):
 def test_unlabelled_videos_are_refused_by_label_steps(tmp_path):
     from coclr.ingest import require_labels
 
-    with pytest.raises(SystemExit, match=r"the linear probe needs labelled videos, but features.pt has unlabelled ones "
+    with pytest.raises(CoclrError, match=r"the linear probe needs labelled videos, but features.pt has unlabelled ones "
                                          r"\(label -1\): give the dataset class folders or a `label` column in its CSV"):
         require_labels([UNLABELLED, UNLABELLED], "features.pt", "the linear probe")
     require_labels([0, 1], "features.pt", "the linear probe")
 
 
 def test_hold_out_by_group_hash(tmp_path):
-    from coclr.ingest import csv_entries
+    from coclr.ingest.folder import csv_entries
 
     listing = tmp_path / "videos.csv"
     listing.write_text("path,label,group\n" + "".join(f"v{i}.mp4,c{i % 2},g{i % 7}\n" for i in range(40)))

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from coclr.errors import CoclrError
 from coclr.io import DiskFull, OwnerLock
-from coclr.training.trainer import Preempted, StepResult, Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import Preempted, StepResult, Trainer
 
 
 class Noisy(Dataset):
@@ -130,7 +132,7 @@ def test_a_second_trainer_on_the_run_dir_is_refused(tmp_path):
     try:
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "lock").write_text(f'{{"pid": {owner.pid}, "host": "{socket.gethostname()}"}}')
-        with pytest.raises(SystemExit, match=rf"held by pid {owner.pid} on {socket.gethostname()}"):
+        with pytest.raises(CoclrError, match=rf"held by pid {owner.pid} on {socket.gethostname()}"):
             Trainer(Toy(), tmp_path / "run", {"a": 1}, epochs=1)
     finally:
         owner.kill()
@@ -154,7 +156,7 @@ def test_a_lock_of_another_host_is_taken_over_only_once_stale(tmp_path, capsys):
     lock = tmp_path / "run" / "lock"
     lock.parent.mkdir()
     lock.write_text('{"pid": 1, "host": "node-that-died"}')
-    with pytest.raises(SystemExit, match="held by pid 1 on node-that-died"):
+    with pytest.raises(CoclrError, match="held by pid 1 on node-that-died"):
         Trainer(Toy(), tmp_path / "run", {"a": 1}, epochs=1)
     old = lock.stat().st_mtime - OwnerLock.STALE_S - 1
     os.utime(lock, (old, old))

@@ -95,7 +95,7 @@ def test_signal_saves_and_exits_for_requeue(tmp_path, signum):
 
     with pytest.raises(Preempted) as exit_info:
         trainer.fit(batches(), regression_step(model, on_step=send_in_epoch_two))
-    assert exit_info.value.code == PREEMPTED_EXIT
+    assert exit_info.value.status == PREEMPTED_EXIT
     _, resumed = make(tmp_path, epochs=3)
     assert (resumed.epoch, resumed.position["step"]) == (1, 2)  # continues after the step it stopped at
     assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)  # handlers restored

@@ -18,6 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
+from coclr.errors import CoclrError
 from coclr.io import file_record, write_json, write_text
 from coclr.naming import RESULT_VIEWS, cycle_of
 
@@ -97,13 +98,13 @@ def collect(groups: dict) -> dict:
             for (seed, split), group in groups.items() for run in group]
     tasks = {run["task"] for run in runs}
     if len(tasks) != 1:
-        raise SystemExit(f"runs of several tasks ({', '.join(sorted(tasks))}): collect one task at a time")
+        raise CoclrError(f"runs of several tasks ({', '.join(sorted(tasks))}): collect one task at a time")
     draws = {key: keyed(group) for key, group in groups.items()}
     seeds = list(dict.fromkeys(seed for seed, _ in groups))
     splits = list(dict.fromkeys(split for _, split in groups))
     missing = [(seed, split) for seed in seeds for split in splits if (seed, split) not in draws]
     if missing:
-        raise SystemExit(f"no runs for (seed, split) {missing}: collect every seed on every split")
+        raise CoclrError(f"no runs for (seed, split) {missing}: collect every seed on every split")
     per_seed = {str(seed): mean_results([draws[seed, split] for split in splits]) for seed in seeds}
     summary = {"task": tasks.pop(), "seeds": seeds, "results": mean_results(list(per_seed.values())),
                "spread": spread_results(per_seed), "per_seed": per_seed}
@@ -135,7 +136,7 @@ def same_across_tasks(collected: dict, key):
     """The seeds (or splits) every task was collected on, refusing tasks collected on different ones."""
     named = [summary.get(key) for summary in collected.values()]
     if any(value != named[0] for value in named):
-        raise SystemExit(f"the collected tasks cover different {key} ({named}): collect every task on the same ones")
+        raise CoclrError(f"the collected tasks cover different {key} ({named}): collect every task on the same ones")
     return named[0]
 
 
@@ -253,9 +254,9 @@ def run(args) -> None:
     if args.action == "collect":
         for name, given in (("--split", args.split), ("--seed", args.seed)):
             if given and len(given) != len(args.runs):
-                raise SystemExit(f"{len(given)} {name} for {len(args.runs)} --runs: give one {name} before each --runs")
+                raise CoclrError(f"{len(given)} {name} for {len(args.runs)} --runs: give one {name} before each --runs")
         if not (args.split or args.seed) and len(args.runs) > 1:
-            raise SystemExit("several --runs groups need a --split or --seed each")
+            raise CoclrError("several --runs groups need a --split or --seed each")
         keys = zip(args.seed or [0] * len(args.runs), args.split or [None] * len(args.runs))
         groups = {}
         for key, group in zip(keys, args.runs):

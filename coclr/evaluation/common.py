@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from coclr.batch import to_device
 from coclr.clips import ClipReader, DenseClipDataset, usable_videos, window_indices
+from coclr.errors import CoclrError
 from coclr.shards import flow_store, frame_store
 from coclr.io import atomic_path, file_record
 from coclr.evaluation.records import result_record
@@ -57,16 +58,16 @@ def evaluation_videos(args, view):
     given both, both stores decide which videos are usable.
     """
     if view == "flow" and not args.flow:
-        raise SystemExit("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
+        raise CoclrError("the flow view needs flow shards: pass --flow data/<dataset>/flow/shard_*.h5")
     if view == "rgb" and not args.frames:
-        raise SystemExit("the RGB view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
+        raise CoclrError("the RGB view needs frame shards: pass --frames data/<dataset>/frames/shard_*.h5")
     stores = {"rgb": frame_store(args.frames) if args.frames else None,
               "flow": flow_store(args.flow) if args.flow else None}
     manifest = pd.read_csv(args.manifest)
     videos = {split: usable_videos(manifest, split, [s for s in stores.values() if s]) for split in SPLITS}
     for split, rows in videos.items():
         if rows.empty:
-            raise SystemExit(f"no usable {split} videos in {args.manifest}: check the frame and flow shards")
+            raise CoclrError(f"no usable {split} videos in {args.manifest}: check the frame and flow shards")
     reader = ClipReader(frames=stores["rgb"]) if view == "rgb" else ClipReader(flow=stores["flow"])
     return manifest, videos, reader
 
@@ -137,7 +138,7 @@ def holdout_split(labels, groups, fraction, seed):
             held.extend(chosen)
             taken += len(chosen)
     if not held:
-        raise SystemExit("no training video can be held out for model selection: every class needs two groups")
+        raise CoclrError("no training video can be held out for model selection: every class needs two groups")
     held = np.sort(np.asarray(held, dtype=int))
     fit = np.setdiff1d(np.arange(len(labels)), held)
     return torch.as_tensor(fit), torch.as_tensor(held)
@@ -160,12 +161,21 @@ def save_probabilities(path, probs, labels, video_ids, record) -> None:
                     "record": record}, tmp)
 
 
+def add_model_or_fuse_arguments(parser, flag, help_text, runs) -> None:
+    """One model's input (``flag``), or ``--fuse RGB_PROBS FLOW_PROBS``: the test probabilities saved by
+    two of the command's ``runs``, averaged (:func:`fuse_probabilities`)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(flag, help=help_text)
+    source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
+                        help=f"two-stream: average the test probabilities written by two {runs}")
+
+
 def fuse_probabilities(rgb_path, flow_path, task) -> dict:
     """Two-stream record: the average of the RGB and flow models' test class probabilities."""
     start = time.time()
     rgb, flow = (torch.load(p, map_location="cpu", weights_only=True) for p in (rgb_path, flow_path))
     if rgb["video_ids"] != flow["video_ids"]:
-        raise SystemExit(f"{rgb_path} and {flow_path} cover different test videos: rerun their features/evaluation")
+        raise CoclrError(f"{rgb_path} and {flow_path} cover different test videos: rerun their features/evaluation")
     probs = (rgb["probs"] + flow["probs"]) / 2
     return result_record(
         task, rgb["record"]["method"], TWO_STREAM, topk_accuracy(probs, rgb["labels"]),

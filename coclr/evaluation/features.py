@@ -18,6 +18,7 @@ The output loads with ``torch.load(path, weights_only=True)``: a dict with
 ``settings``.
 """
 
+import logging
 import time
 
 import torch
@@ -25,10 +26,13 @@ import torch.nn.functional as F
 
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads
+from coclr.errors import CoclrError
 from coclr.evaluation.common import (SPLITS, add_video_arguments, dense_clips, device, evaluation_videos,
                                      method_name, per_video_mean)
 from coclr.io import atomic_path, file_record
 from coclr.models import VIEWS, build_backbone, load_backbone, load_model, place, view_arch
+
+log = logging.getLogger(__name__)
 
 FORMAT = "coclr-features/1"
 
@@ -54,7 +58,7 @@ def backbone(args, settings):
         return build_backbone(arch), arch, None
     checkpoint = load_model(args.checkpoint)
     if checkpoint["view"] != args.view:
-        raise SystemExit(f"{args.checkpoint} is a {checkpoint['view']} model, not {args.view}: check --view")
+        raise CoclrError(f"{args.checkpoint} is a {checkpoint['view']} model, not {args.view}: check --view")
     return load_backbone(checkpoint), checkpoint["arch"], {**file_record(args.checkpoint), "meta": checkpoint["meta"]}
 
 
@@ -113,13 +117,13 @@ def run(args) -> None:
     result["wall_s"] = time.time() - start
     with atomic_path(args.out) as tmp:
         torch.save(result, tmp)
-    print(f"{result['method']} {args.view}: {len(result['train']['video_ids'])} train and "
-          f"{len(result['test']['video_ids'])} test videos, {result['train']['features'].shape[1]}-d, "
-          f"{result['wall_s']:.0f} s -> {args.out}")
+    log.info(f"{result['method']} {args.view}: {len(result['train']['video_ids'])} train and "
+             f"{len(result['test']['video_ids'])} test videos, {result['train']['features'].shape[1]}-d, "
+             f"{result['wall_s']:.0f} s -> {args.out}")
 
 
 def load_features(path) -> dict:
     data = torch.load(path, map_location="cpu", weights_only=True)
     if data.get("format") != FORMAT:
-        raise SystemExit(f"{path} is not a features file ({FORMAT}): build it with `python -m coclr features`")
+        raise CoclrError(f"{path} is not a features file ({FORMAT}): build it with `python -m coclr features`")
     return data

@@ -18,6 +18,7 @@ class probabilities averaged per video; the held-out epochs are scored on the ce
 """
 
 import csv
+import logging
 import random
 import time
 from pathlib import Path
@@ -31,21 +32,23 @@ from coclr.batch import to_device
 from coclr.clips import ClipDataset
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads
-from coclr.evaluation.common import (dense_clips, device, evaluation_videos,
+from coclr.errors import CoclrError
+from coclr.evaluation.common import (add_model_or_fuse_arguments, dense_clips, device, evaluation_videos,
                                      fuse_probabilities, holdout_split, method_name, per_video_mean,
                                      save_probabilities, topk_accuracy)
 from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import atomic_path, file_record, write_json
 from coclr.models import load_backbone, load_model, place
-from coclr.training.trainer import StepResult, Trainer, resumable_loader
+from coclr.training.sampler import resumable_loader
+from coclr.training.trainer import StepResult, Trainer
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="model checkpoint (coclr-model/1) whose backbone is fine-tuned")
-    source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
-                        help="two-stream: average the test probabilities written by two fine-tuning runs")
+    add_model_or_fuse_arguments(parser, "--checkpoint", "model checkpoint (coclr-model/1) whose backbone is fine-tuned",
+                                "fine-tuning runs")
     parser.add_argument("--method", help="row name in the results (default: the checkpoint's file name)")
     parser.add_argument("--manifest", help="manifest or split table CSV (coclr ingest, split-table)")
     parser.add_argument("--frames", nargs="*", default=[], help="frame shards (needed for an RGB model)")
@@ -128,7 +131,7 @@ def run(args) -> None:
         write_json(args.out, fuse_probabilities(*args.fuse, task="finetune"))
         return
     if not (args.manifest and (args.frames or args.flow) and args.run_dir):
-        raise SystemExit("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
+        raise CoclrError("fine-tuning needs --manifest, --frames (RGB model) or --flow (flow model), and --run-dir")
     settings = settings_from_args(args)
     resources = settings["resources"]
     set_threads(settings)
@@ -160,5 +163,5 @@ def run(args) -> None:
     if args.probs:
         save_probabilities(args.probs, probs, torch.tensor(test["label"].to_numpy()), list(test["video_id"]), record)
     write_json(args.out, record)
-    print(f"fine-tune {record['method']} {view}: top-1 {record['metrics']['top1']:.1f} "
-          f"(epoch {best} of {len(curve)}) -> {args.out}")
+    log.info(f"fine-tune {record['method']} {view}: top-1 {record['metrics']['top1']:.1f} "
+             f"(epoch {best} of {len(curve)}) -> {args.out}")

@@ -16,6 +16,7 @@ and uses every labelled video) and scored once on test, video-level top-1/5.
 ``--fuse`` averages the test probabilities of an RGB and a flow probe (two-stream).
 """
 
+import logging
 import time
 
 import torch
@@ -24,19 +25,18 @@ from torch import nn
 
 from coclr.config import add_settings_arguments, settings_from_args
 from coclr.distributed import set_threads
-from coclr.evaluation.common import (device, fuse_probabilities, holdout_split, save_probabilities,
-                                     topk_accuracy)
+from coclr.evaluation.common import (add_model_or_fuse_arguments, device, fuse_probabilities, holdout_split,
+                                     save_probabilities, topk_accuracy)
 from coclr.evaluation.features import load_features
 from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
 from coclr.io import file_record, write_json
 
+log = logging.getLogger(__name__)
+
 
 def add_arguments(parser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--features", help="features file of one model (coclr features)")
-    source.add_argument("--fuse", nargs=2, metavar=("RGB_PROBS", "FLOW_PROBS"),
-                        help="two-stream: average the test probabilities written by two probes")
+    add_model_or_fuse_arguments(parser, "--features", "features file of one model (coclr features)", "probes")
     parser.add_argument("--out", required=True, help="result JSON")
     parser.add_argument("--probs", help="where to save the test class probabilities (for two-stream)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of training")
@@ -126,5 +126,5 @@ def run(args) -> None:
     if args.probs:
         save_probabilities(args.probs, probs, test["labels"], test["video_ids"], record)
     write_json(args.out, record)
-    print(f"linear probe {record['method']} {record['view']}: top-1 {record['metrics']['top1']:.1f} "
-          f"(lr {selection['lr']}, wd {selection['weight_decay']}, {selection['epochs']} epochs) -> {args.out}")
+    log.info(f"linear probe {record['method']} {record['view']}: top-1 {record['metrics']['top1']:.1f} "
+             f"(lr {selection['lr']}, wd {selection['weight_decay']}, {selection['epochs']} epochs) -> {args.out}")

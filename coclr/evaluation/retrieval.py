@@ -12,6 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from coclr.errors import CoclrError
 from coclr.evaluation.features import load_features
 from coclr.evaluation.records import result_record
 from coclr.ingest import require_labels
@@ -51,11 +52,11 @@ def run(args) -> None:
     require_labels(torch.cat([first["train"]["labels"], first["test"]["labels"]]).numpy(), args.features[0],
                    "retrieval (a hit is a neighbour of the same class)")
     if len(models) > 1 and sorted(m["view"] for m in models) != ["flow", "rgb"]:
-        raise SystemExit(f"two-stream retrieval needs one RGB and one flow features file, got {args.features}")
+        raise CoclrError(f"two-stream retrieval needs one RGB and one flow features file, got {args.features}")
     for other in models[1:]:
         for split in ("train", "test"):
             if other[split]["video_ids"] != first[split]["video_ids"]:
-                raise SystemExit(f"{args.features} cover different {split} videos: rebuild them from the same shards")
+                raise CoclrError(f"{args.features} cover different {split} videos: rebuild them from the same shards")
     sim = sum(similarity(m["test"]["features"], m["train"]["features"]) for m in models)
     views = [m["view"] for m in models]
     write_json(args.out, result_record(

@@ -15,9 +15,9 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import shutil
-import sys
 import time
 
 import cv2
@@ -29,6 +29,8 @@ from coclr.flow.quantise import BOUND, ENCODING, encode_flow
 from coclr.flow.tvl1 import TVL1Params
 from coclr.io import atomic_path
 from coclr.shards import create_shard, frame_store, write_video
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -86,7 +88,7 @@ class BatchSize:
                     raise
                 self.size //= 2
                 torch.cuda.empty_cache()
-                print(f"out of GPU memory: flow batch size lowered to {self.size} pairs", flush=True)
+                log.warning(f"out of GPU memory: flow batch size lowered to {self.size} pairs")
                 continue
             start += len(out[-1])
         return np.concatenate(out) if out else np.zeros((0, 2, *prev.shape[1:]), np.float32)
@@ -197,7 +199,7 @@ def run(args) -> None:
     compile, why = resolve_compile(args.compile, method, args.device)
     if compile and args.compile_cache:
         use_compile_cache(args.compile_cache)
-    print(f"flow: {method} on {args.device}, {'compiled' if compile else 'eager'} ({why})", file=sys.stderr, flush=True)
+    log.info(f"flow: {method} on {args.device}, {'compiled' if compile else 'eager'} ({why})")
     summary = flow_shard(args.frames, args.out, method=method, device=args.device, batch_size=args.batch_size,
                          params=parse_params(args.param), compile=compile, threads=args.threads)
-    print(json.dumps(summary))
+    print(json.dumps(summary))  # the job's summary, machine-readable, on stdout

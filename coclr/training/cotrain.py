@@ -7,8 +7,8 @@ are its top-k neighbours become positives for A (MIL-NCE loss). The optimiser
 waits until the queue holds only real keys, as in the reference.
 """
 
+import logging
 import math
-import sys
 
 import torch
 
@@ -21,6 +21,8 @@ from coclr.models import encoder_state, load_encoder, load_model, place
 from coclr.naming import other
 from coclr.training import stage
 from coclr.training.trainer import StepResult
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -55,9 +57,9 @@ def cotrain_step(model, miner, view, settings, device, generator, colour: Random
     def step(batch):
         batch = to_device(batch, device, colour)
         with torch.no_grad():
-            second = miner(batch["key"][mined_view])  # fp32 (Encoder.forward)
+            other_view = miner(batch["key"][mined_view])  # fp32 (Encoder.forward)
         out = model(batch["query"][view], batch["key"][view])
-        mined = mine_positives(second, moco.queue_second, batch["group"], moco.queue_group,
+        mined = mine_positives(other_view, moco.queue_other_view, batch["group"], moco.queue_group,
                                topk=settings["topk"], drop_self=settings["self_drop"],
                                valid=moco.queue_valid(), generator=generator)
         update = moco.queue_full  # decided before this step's keys are enqueued
@@ -68,7 +70,7 @@ def cotrain_step(model, miner, view, settings, device, generator, colour: Random
             stats["mining_purity"] = purity(mined.indices, batch["label"], moco.queue_label)
             stats["mining_chance"] = purity_baseline(batch["label"], batch["group"], moco.queue_label,
                                                      moco.queue_group, moco.queue_valid())
-        moco.enqueue(out.k, batch["label"], batch["group"], second)
+        moco.enqueue(out.k, batch["label"], batch["group"], other_view)
         return StepResult(value, stats, update)
 
     return step
@@ -78,14 +80,14 @@ def run(args) -> None:
     ctx = stage.prepare(args, views=["rgb", "flow"])
     data = stage.loader(ctx, args.seed)
     miner = load_miner(args.miner, other(args.view), ctx.device)
-    model = stage.build_moco(args.view, ctx.settings, ctx.device, second_dim=miner.dim)
+    model = stage.build_moco(args.view, ctx.settings, ctx.device, other_view_dim=miner.dim)
     init_encoders(model, args.init, args.view)
     generator = torch.Generator(device=ctx.device).manual_seed(args.seed + ctx.rank)
     trainer = stage.trainer(ctx, model, args, ctx.settings["cotrain"], inputs=[args.init, args.miner],
                             generators={"mining": generator})
     labelled = bool((ctx.videos["label"] != UNLABELLED).all())
     if not labelled:
-        print("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN", file=sys.stderr)
+        log.info("unlabelled videos: mining purity (a diagnostic that needs labels) is logged as NaN")
     colour = RandomColour.from_settings(ctx.settings["clip"])
     step = cotrain_step(trainer.model, miner, args.view, ctx.settings["cotrain"], ctx.device, generator, colour, labelled)
     history = trainer.fit(data, step, on_epoch_end=stage.monitor(ctx, model, args))

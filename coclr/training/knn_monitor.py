@@ -14,7 +14,7 @@ bit the same with or without it on CPU, and resumes exactly (tests/test_knn_moni
 """
 
 import contextlib
-import sys
+import logging
 import time
 
 import numpy as np
@@ -22,10 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from coclr import distributed
+from coclr.errors import CoclrError
 from coclr.evaluation.common import holdout_split
 from coclr.evaluation.features import extract
 from coclr.ingest import UNLABELLED
 from coclr.training.trainer import rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 K = 20
 TEMPERATURE = 0.07
@@ -69,8 +72,8 @@ class KnnMonitor:
         if metrics["epoch"] % self.every == 0 and distributed.is_main():
             start = time.time()
             metrics["knn_top1"] = self.top1()
-            print(f"kNN monitor: top-1 {metrics['knn_top1']:.3f} of {len(self.queries)} held-out training videos "
-                  f"against {len(self.bank)}, {time.time() - start:.1f} s", file=sys.stderr)
+            log.info(f"kNN monitor: top-1 {metrics['knn_top1']:.3f} of {len(self.queries)} held-out training videos "
+                     f"against {len(self.bank)}, {time.time() - start:.1f} s")
 
     def top1(self) -> float:
         with untouched(self.backbone):
@@ -87,12 +90,12 @@ def build(backbone, videos, reader, settings, view, flow_channels, seed):
     if limits["every"] == 0:
         return None
     if (videos["label"] == UNLABELLED).any():
-        print("kNN monitor off: the training videos are unlabelled", file=sys.stderr)
+        log.info("kNN monitor off: the training videos are unlabelled")
         return None
     try:
         fit, held = holdout_split(videos["label"], videos["group"], settings["linear_probe"]["holdout"], seed)
-    except SystemExit as error:  # the split's own message names what is missing
-        print(f"kNN monitor off: {error}", file=sys.stderr)
+    except CoclrError as error:  # the split's own message names what is missing
+        log.info(f"kNN monitor off: {error}")
         return None
     rng = np.random.default_rng(seed)  # its own generator: training's RNGs are not drawn from
 

@@ -11,7 +11,7 @@ A stage supplies ``step(batch) -> StepResult``; the trainer owns the rest:
   outputs); the previous state is kept as ``state.prev.pt`` and used when the
   newest does not load;
 - an exact resume: the sample order of an epoch is a function of (seed, epoch)
-  and each sample's augmentation of (seed, epoch, index) (:func:`resumable_loader`),
+  and each sample's augmentation of (seed, epoch, index) (:mod:`coclr.training.sampler`),
   so a resumed run skips the consumed batches by index and continues with the
   same remaining samples, bit for bit on CPU;
 - SIGTERM / SIGUSR1 (cluster preemption) save the state at the next step boundary
@@ -27,6 +27,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import random
 import datetime
 import os
@@ -38,13 +39,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from coclr import distributed
+from coclr.errors import CoclrError
 from coclr.io import OwnerLock, atomic_path, sha256
 from coclr.launch import die_with_parent
+from coclr.training.sampler import remaining
+
+log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: the job failed and should be retried
 
@@ -55,9 +59,11 @@ class StepResult(NamedTuple):
     update: bool = True  # False: compute but do not step the optimiser (queue still filling)
 
 
-class Preempted(SystemExit):
-    def __init__(self):
-        super().__init__(PREEMPTED_EXIT)
+class Preempted(CoclrError):
+    """Stopped to be resumed (a stop signal, or the SLURM job's end near): the state is saved and the
+    trainer has said so; the process exits with status 143, so the job is retried or requeued."""
+
+    status = PREEMPTED_EXIT
 
 
 def job_end_time():
@@ -113,92 +119,6 @@ def set_rng_state(state: dict, generators=None) -> None:
             g.set_state(saved[name])
 
 
-# -- an epoch order that can start in the middle ---------------------------------------
-def item_seed(seed, epoch, index) -> int:
-    return (seed * 1_000_003 + epoch) * 1_000_003 + index
-
-
-class SeededItems(Dataset):
-    """Each item drawn with the python and torch RNGs seeded from (seed, epoch, index).
-
-    A sample's augmentation then depends neither on which DataLoader worker loads it
-    nor on what was loaded before, so skipping the consumed part of an epoch leaves
-    the rest unchanged. The caller's RNG states are restored around each item, so
-    loading in the main process (workers=0) does not disturb the training step's draws.
-    """
-
-    def __init__(self, dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        python, cpu = random.getstate(), torch.get_rng_state()
-        seed = item_seed(self.seed, epoch, index)
-        random.seed(seed)
-        torch.default_generator.manual_seed(seed)  # CPU only: a CUDA training RNG is left alone
-        try:
-            return self.dataset[index]
-        finally:
-            random.setstate(python)
-            torch.set_rng_state(cpu)
-
-
-class EpochBatches(Sampler):
-    """Batches of (epoch, index) keys: a permutation from a generator seeded with (seed, epoch),
-    this process's share of it (every ``world``-th index from ``rank``, as DistributedSampler),
-    cut into batches and started at batch ``skip`` without touching the skipped ones."""
-
-    def __init__(self, size, batch_size, seed, rank=0, world=1, drop_last=True, shuffle=True):
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch, skip=0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def _mine(self):
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(self.size)
-        per_process = self.size // self.world
-        return order[self.rank:per_process * self.world:self.world].tolist()
-
-    def __len__(self):
-        n = self.size // self.world
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self):
-        mine = self._mine()
-        for b in range(self.skip, len(self)):
-            yield [(self.epoch, i) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
-
-
-def resumable_loader(dataset, batch_size, seed, workers=0, rank=0, world=1, drop_last=True, pin_memory=False,
-                     collate=None):
-    """A training DataLoader whose epochs :class:`Trainer` can resume mid-way, exactly."""
-    batches = EpochBatches(len(dataset), batch_size, seed, rank, world, drop_last)
-    # Its own generator: creating the iterator draws a base seed, which must not come from the global RNG.
-    return DataLoader(SeededItems(dataset, seed), batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
-                      collate_fn=collate,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-                      generator=torch.Generator().manual_seed(seed))
-
-
-def remaining(loader, epoch, skip):
-    """The batches of ``epoch`` after the first ``skip``: a resumable loader, or a list (tests)."""
-    if isinstance(getattr(loader, "batch_sampler", None), EpochBatches):
-        loader.batch_sampler.set_epoch(epoch, skip)
-        return loader
-    if isinstance(loader, (list, tuple)):
-        return loader[skip:]
-    raise TypeError("Trainer.fit needs a coclr.training.trainer.resumable_loader (or a list of batches) "
-                    "to resume an epoch in the middle")
-
-
 class Trainer:
     """Runs ``epochs`` epochs of ``step`` over ``loader``, resumably."""
 
@@ -229,8 +149,8 @@ class Trainer:
         end = job_end_time()
         self.deadline = None if end is None else end - self.stop_margin_s
         if end is not None:
-            print(f"SLURM job ends at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(end))}: the state is "
-                  f"saved and the job stops {self.stop_margin_s:.0f} s before", file=sys.stderr)
+            log.info(f"SLURM job ends at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(end))}: the state is "
+                     f"saved and the job stops {self.stop_margin_s:.0f} s before")
         self.lock = None
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +188,7 @@ class Trainer:
                 raise KeyError(f"no {', '.join(sorted(missing))}")
             return state
         except Exception as error:  # a torn or foreign file: any failure means "not this one"
-            print(f"{path} does not load ({type(error).__name__}: {error})", file=sys.stderr)
+            log.warning(f"{path} does not load ({type(error).__name__}: {error})")
             return None
 
     def resume(self) -> None:
@@ -284,14 +204,13 @@ class Trainer:
         if state is None:
             if candidates:
                 self._set_aside(candidates, "broken")
-                print(f"no state of {' or '.join(map(str, candidates))} loads: starting afresh", file=sys.stderr)
+                log.warning(f"no state of {' or '.join(map(str, candidates))} loads: starting afresh")
             return
         if used != self.state_path:
-            print(f"falling back to the previous state {used}", file=sys.stderr)
+            log.warning(f"falling back to the previous state {used}")
         if state["settings"] != self.settings_id:  # other settings or other starting checkpoints
             kept = self._set_aside(candidates, "stale")
-            print(f"settings changed since {used} was written: starting afresh (kept as {', '.join(kept)})",
-                  file=sys.stderr)
+            log.warning(f"settings changed since {used} was written: starting afresh (kept as {', '.join(kept)})")
             return
         self.unwrapped().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -299,7 +218,7 @@ class Trainer:
         # States of per-epoch checkpointing (older coclr) have no position: the epoch starts over.
         self.epoch, self.position = state["epoch"], state.get("position", self.position)
         set_rng_state(state["rng"], self.generators)
-        print(f"resumed from {used} at epoch {self.epoch}, step {self.position['step']}", file=sys.stderr)
+        log.info(f"resumed from {used} at epoch {self.epoch}, step {self.position['step']}")
 
     def _set_aside(self, paths, why) -> list:
         kept = [str(p.with_name(f"{p.stem}.{why}-{int(time.time())}.pt")) for p in paths]
@@ -331,14 +250,14 @@ class Trainer:
             self.save_state()
             why = "received a stop signal" if stop else \
                 f"the job's end time is {self.stop_margin_s:.0f} s away (no stop signal came)"
-            print(f"{why}: saved {self.state_path} at epoch {self.epoch + 1}, "
-                  f"step {self.position['step']}, exiting", file=sys.stderr)
+            log.warning(f"{why}: saved {self.state_path} at epoch {self.epoch + 1}, "
+                        f"step {self.position['step']}, exiting")
             raise Preempted()
 
     # -- loop ----------------------------------------------------------------------------
     def fit(self, loader, step, on_epoch_end=None) -> list:
         """Train to ``epochs``; return the per-epoch metrics of this run. ``loader``: a
-        :func:`resumable_loader` (or a list of batches, the same every epoch)."""
+        :func:`coclr.training.sampler.resumable_loader` (or a list of batches, the same every epoch)."""
         try:
             return self._fit(loader, step, on_epoch_end)
         finally:
@@ -397,8 +316,8 @@ class Trainer:
                 history.append(metrics)
                 if logger is not None:
                     logger.log(metrics)
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in metrics.items()), file=sys.stderr)
+                    log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in metrics.items()))
         if logger is not None:
             logger.close()
         return history

@@ -9,7 +9,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 from coclr import config as coclr_config
-from coclr import ingest as coclr_ingest
+from coclr.ingest import folder as ingest_folder
 from coclr import naming
 
 coclr_config.validate(config)
@@ -46,12 +46,6 @@ def dataset_entry(dataset):
 def hparams(dataset):
     """The preset with the dataset's overrides: what training and evaluation use."""
     return coclr_config.resolve(config, dataset)
-
-
-def settings_json(dataset, *sections):
-    """The sections of the resolved settings an entry point needs, as one JSON argument (the rules
-    shell-quote it: `{params.settings:q}`)."""
-    return pair_settings_json(dataset, *sections)
 
 
 def video_root(dataset):
@@ -149,7 +143,7 @@ def all_results(scope):
 def dataset_labelled(dataset):
     """False for a folder dataset without class folders or a `label` column: it pretrains, nothing is evaluated."""
     entry = dataset_entry(dataset)
-    return entry["format"] != "folder" or coclr_ingest.has_labels(entry["root"])
+    return entry["format"] != "folder" or ingest_folder.has_labels(entry["root"])
 
 
 # -- Evaluation pairs: models pretrained on one dataset, evaluated on another ------------------
@@ -184,10 +178,13 @@ def split_table(dataset, split):
     return f"data/{dataset}/split{split}.csv"
 
 
-def pair_settings_json(name, *sections):
-    """Settings of an evaluation job of a pair: `model` from the pretraining dataset (the architecture
-    its models were trained with, which random init rebuilds), the others (`clip`, `linear_probe`,
-    `finetune`, `optim`) from the evaluation dataset, whose videos the job reads."""
+def settings_json(name, *sections):
+    """The sections of the resolved settings a job needs (and `resources`), as one JSON argument (the rules
+    shell-quote it: `{params.settings:q}`). `name` is a scope (see scope()): a dataset for its own training
+    and evaluation jobs, `<evaluated>/pretrained_<pretrained>` for a transfer pair's, whose `model` comes
+    from the pretraining dataset (the architecture its models were trained with, which random init
+    rebuilds) and the other sections (`clip`, `linear_probe`, `finetune`, `optim`) from the evaluation
+    dataset, whose videos the job reads."""
     evaluated, pretrained = scope_datasets(name)
     resolved = hparams(evaluated)
     resolved["model"] = hparams(pretrained)["model"]

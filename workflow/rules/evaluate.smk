@@ -26,7 +26,7 @@ rule features:
     params:
         source=model_source,
         shards=shard_option,
-        settings=lambda w: pair_settings_json(w.scope, "model", "clip"),
+        settings=lambda w: settings_json(w.scope, "model", "clip"),
         launcher=launcher(eval_gpus()),
     shell:
         "{params.launcher} features --view {wildcards.view} --method {wildcards.method} {params.source} "
@@ -46,7 +46,7 @@ rule linear_probe:
         "../../envs/coclr.yaml"
     threads: config["resources"]["threads"]
     params:
-        settings=lambda w: pair_settings_json(w.scope, "linear_probe"),
+        settings=lambda w: settings_json(w.scope, "linear_probe"),
         seed=seed,
     shell:
         "python -m coclr linear-probe --features {input} --seed {params.seed} --out {output.result} "
@@ -97,7 +97,7 @@ rule finetune:
         **gpu_resources(eval_gpus()),
     params:
         shards=shard_option,
-        settings=lambda w: pair_settings_json(w.scope, "model", "clip", "finetune"),
+        settings=lambda w: settings_json(w.scope, "model", "clip", "finetune"),
         run_dir="runs/{scope}/split{split}/{seed_dir}finetune_{method}_{view}",
         launcher=launcher(eval_gpus(), "runs/{scope}/split{split}/{seed_dir}finetune_{method}_{view}/attempts.log"),
         seed=seed,

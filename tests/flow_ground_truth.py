@@ -1,4 +1,4 @@
-"""Frame pairs with known optical flow, made procedurally (tests and benchmark).
+"""Frame pairs with known optical flow, made procedurally, to measure a flow estimator (tests/test_flow.py).
 
 A flow estimator can only be judged against ground truth, and real video has
 none. Here a textured scene (1/f noise, the spectrum of natural images, plus
