@@ -20,7 +20,7 @@ from pathlib import Path
 
 from coclr.errors import CoclrError
 from coclr.io import file_record, write_json, write_text
-from coclr.naming import RESULT_VIEWS, cycle_of
+from coclr.naming import RESULT_VIEWS, coclr_method, cycle_of
 
 VIEW_NAMES = {"rgb": "RGB", "flow": "flow", "two_stream": "two-stream"}
 # Task -> (headline metric, column title).
@@ -148,7 +148,7 @@ def claims(ablation: dict) -> dict:
     cycles = sorted(c for c in map(cycle_of, methods) if c)
     if not cycles or "infonce" not in methods:
         return {}
-    last = f"coclr_c{cycles[-1]}"
+    last = coclr_method(cycles[-1])
     found = {}
     beats = {}
     for task in ("linear_probe", "retrieval"):
